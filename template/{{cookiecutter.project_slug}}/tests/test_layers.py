@@ -1,0 +1,103 @@
+"""{{ cookiecutter.layer_class }}: shapes, registration, device and dtype."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from {{ cookiecutter.package_name }}.layers import {{ cookiecutter.layer_class }}
+
+Layer = {{ cookiecutter.layer_class }}  # the layer under test
+
+
+@pytest.mark.parametrize("leading", [(), (7,), (2, 3), (2, 3, 4)])
+def test_output_shape_keeps_leading_dimensions(leading: tuple[int, ...]) -> None:
+    layer = Layer(5, 3)
+    assert layer(torch.randn(*leading, 5)).shape == (*leading, 3)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_parameter_count(bias: bool) -> None:
+    layer = Layer(5, 3, bias=bias)
+    # weight (3x5), gamma (3) and, with bias, bias (3).
+    assert sum(p.numel() for p in layer.parameters()) == 15 + 3 + (3 if bias else 0)
+    assert all(isinstance(p, nn.Parameter) for p in layer.parameters())
+
+
+def test_state_dict_keys_hold_persistent_state_only() -> None:
+    assert set(Layer(5, 3).state_dict()) == {
+        "weight",
+        "bias",
+        "gamma",
+        "feature_mask",
+    }
+    assert set(Layer(5, 3, bias=False).state_dict()) == {
+        "weight",
+        "gamma",
+        "feature_mask",
+    }
+    # Non-persistent: a buffer (moves with .to()) that is not saved.
+    assert "weight_gain" in dict(Layer(5, 3).named_buffers())
+
+
+def test_bias_off_is_registered_as_none() -> None:
+    layer = Layer(5, 3, bias=False)
+    assert layer.bias is None
+    assert "bias" not in dict(layer.named_parameters())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_dtype_reaches_every_tensor_and_the_output(dtype: torch.dtype) -> None:
+    layer = Layer(5, 3, dtype=dtype)
+    assert {t.dtype for t in (*layer.parameters(), *layer.buffers())} == {dtype}
+    assert layer(torch.randn(2, 5, dtype=dtype)).dtype == dtype
+
+
+def test_to_moves_every_tensor() -> None:
+    layer = Layer(5, 3).to(torch.float64)
+    assert {t.dtype for t in (*layer.parameters(), *layer.buffers())} == {torch.float64}
+
+
+def test_meta_construction_then_to_empty_and_reset() -> None:
+    layer = Layer(5, 3, device="meta")
+    assert all(t.is_meta for t in (*layer.parameters(), *layer.buffers()))
+    layer.to_empty(device="cpu")
+    layer.reset_parameters()
+    out = layer(torch.randn(4, 5))
+    assert torch.isfinite(out).all()
+    reference = Layer(5, 3)
+    assert torch.equal(layer.weight_gain, reference.weight_gain)
+
+
+def test_reset_parameters_matches_the_documented_init() -> None:
+    torch.manual_seed(0)
+    layer = Layer(256, 128)
+    assert torch.equal(layer.gamma, torch.ones(128))
+    assert torch.equal(layer.bias, torch.zeros(128))
+    assert torch.equal(layer.feature_mask, torch.ones(128))
+    assert layer.weight_gain.item() == pytest.approx(256**-0.5)
+    assert layer.weight.std().item() == pytest.approx(1.0, abs=0.02)
+
+
+def test_forward_matches_the_formula() -> None:
+    layer = Layer(5, 3).double()
+    with torch.no_grad():
+        layer.gamma.uniform_()
+        layer.bias.uniform_()
+        layer.feature_mask[1] = 0.0
+    x = torch.randn(4, 5, dtype=torch.float64)
+    expected = (x @ layer.weight.T) * (layer.gamma * layer.feature_mask / 5**0.5) + layer.bias
+    torch.testing.assert_close(layer(x), expected)
+    assert torch.all(layer(x)[:, 1] == layer.bias[1])
+
+
+def test_bad_sizes_are_rejected() -> None:
+    with pytest.raises(ValueError, match="must be positive"):
+        Layer(0, 3)
+
+
+def test_extra_repr() -> None:
+    assert repr(Layer(5, 3, bias=False)) == (
+        "Layer(in_features=5, out_features=3, bias=False)"
+    )
