@@ -98,6 +98,5 @@ def test_bad_sizes_are_rejected() -> None:
 
 
 def test_extra_repr() -> None:
-    assert repr(Layer(5, 3, bias=False)) == (
-        "Layer(in_features=5, out_features=3, bias=False)"
-    )
+    expected = f"{Layer.__name__}(in_features=5, out_features=3, bias=False)"
+    assert repr(Layer(5, 3, bias=False)) == expected

@@ -66,7 +66,6 @@ class {{ cookiecutter.layer_class }}(nn.Module):
         torch.Size([128, 30])
     """
 
-    __constants__ = ["in_features", "out_features"]
     in_features: int
     out_features: int
     weight_gain: Tensor

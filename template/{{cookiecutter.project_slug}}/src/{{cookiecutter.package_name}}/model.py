@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -56,7 +57,7 @@ class Model(nn.Module):
                 w_out,
                 **factory_kwargs,
             )
-            for w_in, w_out in zip(widths[:-1], widths[1:], strict=True)
+            for w_in, w_out in itertools.pairwise(widths)
         )
         # Every head must be used in forward(): a parameter that gets no gradient makes
         # DistributedDataParallel fail ("Expected to have finished reduction").
