@@ -1,0 +1,77 @@
+"""The template's own sessions: `nox -l` lists them, `nox` runs lint and tests.
+
+torch comes from $TORCHWRIGHT_TORCH (default below): CI pins the CPU wheel, a GPU machine
+can take a CUDA build, e.g. TORCHWRIGHT_TORCH="torch==2.13.0" with PIP_INDEX_URL set to
+PyTorch's cu128 index.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+sys.path.insert(0, str(Path(__file__).parent / "tests"))
+from rendering import COMBOS, copier_command  # noqa: E402
+
+nox.needs_version = ">=2024.10.9"
+nox.options.default_venv_backend = "venv"
+nox.options.sessions = ["lint", "tests"]
+nox.options.reuse_venv = "yes"
+
+ROOT = Path(__file__).parent
+TORCH = os.environ.get("TORCHWRIGHT_TORCH", "torch==2.13.0")
+REQUIREMENTS = ROOT / "tests" / "requirements.txt"
+
+
+def install_test_env(session: nox.Session) -> None:
+    """torch (pinned by $TORCHWRIGHT_TORCH) and the test requirements, in one resolve."""
+    session.install(TORCH, "-r", str(REQUIREMENTS))
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff on the template's own code, and cookiecutter.json in step with copier.yml."""
+    session.install("ruff", "jinja2", "pyyaml")
+    session.run("ruff", "check", "hooks", "tests", "noxfile.py")
+    session.run("ruff", "format", "--check", "hooks", "tests", "noxfile.py")
+    session.run("python", "hooks/answers.py", "--check")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Every test of the template: renders, engines, validation, generated suites."""
+    install_test_env(session)
+    session.run("pytest", "tests", *session.posargs)
+
+
+@nox.session
+def render(session: nox.Session) -> None:
+    """Render one project to look at: `nox -s render -- [DEST] [key=value ...]`."""
+    session.install("copier")
+    args = list(session.posargs)
+    dest = Path(args.pop(0)) if args and "=" not in args[0] else ROOT / ".nox" / "rendered"
+    answers = dict(arg.split("=", 1) for arg in args)
+    if dest.exists():
+        session.error(f"{dest} exists; remove it or name another folder")
+    _, *command = copier_command(dest.resolve(), answers)  # python -m copier copy ...
+    session.run("python", *command)
+    session.log(f"rendered {dest}")
+
+
+@nox.session
+@nox.parametrize("combo", list(COMBOS))
+def compare_engines(session: nox.Session, combo: str) -> None:
+    """copier and cookiecutter give byte-identical projects for one answer combination."""
+    session.install("copier", "cookiecutter", "pytest")
+    session.run("pytest", "tests/test_engines.py", "-k", combo, *session.posargs)
+
+
+@nox.session
+@nox.parametrize("combo", list(COMBOS))
+def generated(session: nox.Session, combo: str) -> None:
+    """Render one answer combination, lint it and run its own test suite."""
+    install_test_env(session)
+    session.run("pytest", "tests/test_render.py", "-k", combo, *session.posargs)
