@@ -45,7 +45,9 @@ def questions(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
 def _to_cookiecutter(template: str, names: list[str]) -> str:
     """Rewrite a default like ``{{ project_name.lower() }}`` for cookiecutter's namespace."""
     pattern = re.compile(r"(?<![\w.])(" + "|".join(map(re.escape, names)) + r")\b")
-    return re.sub(r"{{.*?}}", lambda m: pattern.sub(r"cookiecutter.\1", m.group(0)), template)
+    return re.sub(
+        r"{{.*?}}", lambda m: pattern.sub(r"cookiecutter.\1", m.group(0)), template
+    )
 
 
 def cookiecutter_json(config: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -63,7 +65,11 @@ def cookiecutter_json(config: dict[str, Any] | None = None) -> dict[str, Any]:
             context[name] = _to_cookiecutter(default, list(asked))
         else:
             context[name] = default
-    envops = {k: v for k, v in config.get("_envops", {}).items() if k != "keep_trailing_newline"}
+    envops = {
+        k: v
+        for k, v in config.get("_envops", {}).items()
+        if k != "keep_trailing_newline"
+    }
     # cookiecutter's environment keeps trailing newlines already; copier's is told to.
     context["_jinja2_env_vars"] = envops
     return context
@@ -73,7 +79,9 @@ def render_cookiecutter_json(config: dict[str, Any] | None = None) -> str:
     return json.dumps(cookiecutter_json(config), indent=2, ensure_ascii=False) + "\n"
 
 
-def validate(answers: dict[str, Any], config: dict[str, Any] | None = None) -> list[str]:
+def validate(
+    answers: dict[str, Any], config: dict[str, Any] | None = None
+) -> list[str]:
     """Render each question's copier validator; return the messages of the failed ones."""
     config = config or load_config()
     env = SandboxedEnvironment(**{k: v for k, v in config.get("_envops", {}).items()})
@@ -91,14 +99,22 @@ def validate(answers: dict[str, Any], config: dict[str, Any] | None = None) -> l
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--write", action="store_true", help="write template/cookiecutter.json")
-    group.add_argument("--check", action="store_true", help="fail if it differs from copier.yml")
+    group.add_argument(
+        "--write", action="store_true", help="write template/cookiecutter.json"
+    )
+    group.add_argument(
+        "--check", action="store_true", help="fail if it differs from copier.yml"
+    )
     args = parser.parse_args(argv)
     expected = render_cookiecutter_json()
     if args.write:
         COOKIECUTTER_JSON.write_text(expected, encoding="utf-8")
         return 0
-    actual = COOKIECUTTER_JSON.read_text(encoding="utf-8") if COOKIECUTTER_JSON.exists() else ""
+    actual = (
+        COOKIECUTTER_JSON.read_text(encoding="utf-8")
+        if COOKIECUTTER_JSON.exists()
+        else ""
+    )
     if actual != expected:
         print(
             f"{COOKIECUTTER_JSON.relative_to(ROOT)} is out of date with copier.yml; "

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from rendering import COMBOS, render_copier
 
 
@@ -19,7 +18,9 @@ def rendered(tmp_path_factory: pytest.TempPathFactory):
 
     def get(combo: str) -> Path:
         if combo not in cache:
-            cache[combo] = render_copier(tmp_path_factory.mktemp(combo) / "project", COMBOS[combo])
+            cache[combo] = render_copier(
+                tmp_path_factory.mktemp(combo) / "project", COMBOS[combo]
+            )
         return cache[combo]
 
     return get

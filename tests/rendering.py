@@ -53,7 +53,9 @@ COMBOS: dict[str, dict[str, str]] = {
 }
 
 
-def run_command(cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None):
+def run_command(
+    cmd: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+):
     return subprocess.run(
         cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=600
     )
@@ -110,8 +112,13 @@ def generated_env(project: Path) -> dict[str, str]:
     The project's ``src`` goes on PYTHONPATH instead of an install: one environment with
     torch serves every render.
     """
-    env = {**os.environ, "PYTHONPATH": str(project / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
-    env.pop("TORCH_DISTRIBUTED_DEBUG", None)  # DETAIL crashes the DDP constructor on CPU
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(project / "src"),
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    # TORCH_DISTRIBUTED_DEBUG=DETAIL crashes the DDP constructor on CPU.
+    env.pop("TORCH_DISTRIBUTED_DEBUG", None)
     return env
 
 

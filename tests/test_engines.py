@@ -15,7 +15,9 @@ def snapshot(project):
         relative = path.relative_to(project).as_posix()
         if relative in ANSWERS_FILES:
             continue
-        tree[relative] = None if path.is_dir() else (path.read_bytes(), path.stat().st_mode & 0o111)
+        tree[relative] = (
+            None if path.is_dir() else (path.read_bytes(), path.stat().st_mode & 0o111)
+        )
     return tree
 
 

@@ -10,7 +10,7 @@ import pytest
 from rendering import TEMPLATE
 
 sys.path.insert(0, str(TEMPLATE / "hooks"))
-import answers  # noqa: E402
+import answers
 
 CONFIG = answers.load_config()
 
@@ -43,7 +43,9 @@ def test_cookiecutter_namespace_maps_every_question_to_itself() -> None:
 def test_every_question_has_help_and_a_default() -> None:
     for name, spec in answers.questions(CONFIG).items():
         assert spec.get("help"), f"{name} has no help text"
-        assert "default" in spec, f"{name} has no default: `copier copy --defaults` needs one"
+        assert "default" in spec, (
+            f"{name} has no default: `copier copy --defaults` needs one"
+        )
 
 
 def test_default_answers_pass_every_validator() -> None:

@@ -28,7 +28,9 @@ def test_no_leftover_jinja(rendered, combo: str) -> None:
             text = path.read_text(encoding="utf-8")
             for number, line in enumerate(text.splitlines(), 1):
                 if LEFTOVER_JINJA.search(line) and "${{" not in line:
-                    leftovers.append(f"{path.relative_to(project)}:{number}: {line.strip()}")
+                    leftovers.append(
+                        f"{path.relative_to(project)}:{number}: {line.strip()}"
+                    )
     assert leftovers == []
 
 
@@ -75,7 +77,10 @@ def test_switches_add_and_remove_files(rendered, combo: str) -> None:
 @pytest.mark.parametrize("combo", list(COMBOS))
 def test_ruff_clean(rendered, combo: str) -> None:
     project = rendered(combo)
-    for command in (["check", "--no-cache", "."], ["format", "--no-cache", "--check", "."]):
+    for command in (
+        ["check", "--no-cache", "."],
+        ["format", "--no-cache", "--check", "."],
+    ):
         result = run_in_project(project, "-m", "ruff", *command)
         assert result.returncode == 0, result.stdout + result.stderr
 

@@ -15,7 +15,11 @@ BAD_ANSWERS = [
     ({"package_name": "class"}, "package_name", "is a Python keyword"),
     ({"package_name": "torch"}, "package_name", "shadows the dependency 'torch'"),
     ({"package_name": "numpy"}, "package_name", "shadows the dependency 'numpy'"),
-    ({"package_name": "os"}, "package_name", "shadows the standard-library module 'os'"),
+    (
+        {"package_name": "os"},
+        "package_name",
+        "shadows the standard-library module 'os'",
+    ),
     ({"layer_class": "scaled_linear"}, "layer_class", "CamelCase"),
     ({"layer_class": "Scaled_Linear"}, "layer_class", "CamelCase"),
     ({"layer_class": "None"}, "layer_class", "is a Python keyword"),
@@ -52,4 +56,3 @@ def test_bad_answer_is_rejected_with_a_clear_message(tmp_path, engine, case) -> 
     assert f"{question}: '{value}'" in output
     assert rule in output
     assert left == [], f"{engine} left {left} behind"
-
