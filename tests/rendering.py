@@ -30,7 +30,7 @@ COMBOS: dict[str, dict[str, str]] = {
         "torch_min": "2.6.0",
     },
     "no-ci-proprietary": {
-        "project_name": "Acme Vision",
+        "project_name": 'Acme "Vision" Lab',
         "project_slug": "acme-vision-core",
         "package_name": "acme_core",
         "description": 'Acme\'s "vision" core: layers & <things>.',

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from rendering import TEMPLATE
 
 
 def tool(name: str, package: str) -> str:
-    path = shutil.which(name)
+    """A checker's path: beside this interpreter (its venv), else on PATH."""
+    path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
     if path is None:
         pytest.fail(f"{name} is not installed: pip install {package}")
     return path

@@ -1,16 +1,20 @@
-"""Sessions for {{ cookiecutter.project_name }}: `nox -l` lists them."""
+#!/usr/bin/env -S uv run --script
+# /// script
+# dependencies = ["nox>=2025.2.9"]
+# ///
+"""Sessions for {{ cookiecutter.project_slug }}: `nox -l` lists them."""
 
 from __future__ import annotations
 
 import nox
 
+nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "venv"
-nox.options.sessions = ["lint", "tests"]
 
 PYTHON = "{{ cookiecutter.python_version }}"
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, default=True)
 def lint(session: nox.Session) -> None:
     """Ruff: lint and format check."""
     session.install("ruff")
@@ -18,8 +22,65 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "format", "--check", ".")
 
 
-@nox.session(python=PYTHON)
+@nox.session(python=PYTHON, default=True)
 def tests(session: nox.Session) -> None:
     """The test suite on CPU; tests marked `cuda` skip with a reason."""
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=True)
+def mypy(session: nox.Session) -> None:
+    """Type-check the package with mypy, strict (configured in pyproject.toml)."""
+    session.install("-e", ".[export]", "mypy", "types-tqdm")
+    session.run("mypy", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def gpu(session: nox.Session) -> None:
+    """The `cuda` tests on a GPU. Fails, not skips, when CUDA is missing."""
+    session.install("-e", ".[test]")
+    # REQUIRE_CUDA=1 turns tests/conftest.py's skip into an error: a GPU session that
+    # passes on a machine without a GPU would prove nothing.
+    session.run("pytest", "-m", "cuda", *session.posargs, env={"REQUIRE_CUDA": "1"})
+
+
+@nox.session(python=PYTHON, default=False)
+def export(session: nox.Session) -> None:
+    """Export tests, then every format of the default model, each checked against eager."""
+    session.install("-e", ".[export,test]")
+    session.run("pytest", "tests/test_export.py", *session.posargs)
+    out = f"{session.create_tmp()}/exported"
+    session.run("python", "-m", "{{ cookiecutter.package_name }}.export", "--out", out)
+
+
+@nox.session(python=PYTHON, default=False)
+def bench_export(session: nox.Session) -> None:
+    """Latency at batch 1 and 64: ONNX Runtime (CPU) against eager PyTorch."""
+    session.install("-e", ".[export]")
+    session.run("python", "benchmarks/export_latency.py", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def train(session: nox.Session) -> None:
+    """Train the model; arguments after --, e.g. `nox -s train -- --steps 2000 --resume`."""
+    session.install("-e", ".")
+    session.run("python", "-m", "{{ cookiecutter.package_name }}.train", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def bench_train(session: nox.Session) -> None:
+    """Steps per second of the training loop on CPU, and its overhead over a bare loop."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/train_overhead.py", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def bench(session: nox.Session) -> None:
+    """Forward+backward of the layer against nn.Linear and the article's version."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/layer.py", *session.posargs)
+
+
+if __name__ == "__main__":
+    nox.main()

@@ -1,6 +1,8 @@
-{{ cookiecutter.description | tojson }}
+"""{{ cookiecutter.package_name }}: custom layers that keep the nn.Module contract."""
 
-from .layers import {{ cookiecutter.layer_class }} as {{ cookiecutter.layer_class }}
+from .layers import (
+    {{ cookiecutter.layer_class }} as {{ cookiecutter.layer_class }},
+)
 from .model import Model as Model
 from .model import ModelConfig as ModelConfig
 

@@ -68,6 +68,7 @@ class {{ cookiecutter.layer_class }}(nn.Module):
 
     in_features: int
     out_features: int
+    bias: Tensor | None
     weight_gain: Tensor
     feature_mask: Tensor
 
@@ -120,12 +121,17 @@ class {{ cookiecutter.layer_class }}(nn.Module):
     def forward(self, input: Tensor) -> Tensor:
         # Only computation here: every tensor used is a registered parameter or buffer,
         # so it is already on the right device and dtype.
-        scale = self.gamma * self.feature_mask * self.weight_gain
+        # The constant factors first: their product needs no gradient, one autograd node less.
+        scale = self.gamma * (self.feature_mask * self.weight_gain)
         output = F.linear(input, self.weight)
-        bias = self.bias
-        if bias is None:
-            return output * scale
-        return torch.addcmul(bias, output, scale)  # bias + output * scale, in one kernel
+        # `.to(output.dtype)` is a no-op, except under autocast, where F.linear returns
+        # float16/bfloat16: the layer then does too, as nn.Linear does.
+        output = output * scale.to(output.dtype)
+        if self.bias is not None:
+            # In place: `output` is a fresh tensor that no backward node saved, so autograd
+            # allows it, and it saves an allocation. Never do this to an input.
+            output += self.bias.to(output.dtype)
+        return output
 
     def extra_repr(self) -> str:
         return (

@@ -38,6 +38,9 @@ class Model(nn.Module):
         - Output: :math:`(N, \\text{num\\_classes})` logits.
     """
 
+    input_mean: Tensor
+    input_std: Tensor
+
     def __init__(
         self,
         config: ModelConfig | None = None,
@@ -92,7 +95,8 @@ class Model(nn.Module):
         x = (x - self.input_mean) / self.input_std
         for layer in self.layers:
             x = F.gelu(layer(x))
-        return self.heads["logits"](x)
+        logits: Tensor = self.heads["logits"](x)
+        return logits
 
     @torch.inference_mode()
     def predict(self, x: Tensor) -> Tensor:
@@ -105,6 +109,7 @@ class Model(nn.Module):
         try:
             parameter = next(self.parameters())
             x = x.to(device=parameter.device, dtype=parameter.dtype)
-            return self(x).argmax(dim=-1)
+            logits: Tensor = self(x)
+            return logits.argmax(dim=-1)
         finally:
             self.train(was_training)

@@ -1,0 +1,140 @@
+"""Forward+backward of the project's layer against nn.Linear and the article's version.
+
+    python benchmarks/layer.py [--batch 256] [--features 512] [--rounds 60] [--check]
+
+Times one training step of a layer inside a network: forward, then backward from a fixed
+upstream gradient, gradients reset to None first as ``optimizer.zero_grad()`` does. The
+input requires grad, as it does for every layer but the first. Three layers of one shape:
+
+* ``nn.Linear``: the floor (one GEMM with the bias fused forward, two GEMMs backward);
+* the project's layer: ``F.linear(x, W) * scale``, then ``+= bias`` in place;
+* the article's version: ``torch.mm``, then ``+ bias``, then ``* scale``.
+
+``torch.utils.benchmark`` times each one (and synchronizes CUDA); the rounds interleave
+the three layers in short blocks so that a change of machine load hits all three alike,
+and each ratio is the median over rounds of the per-round ratio. Runs on the CPU, and on CUDA when present.
+Target on the CPU (float32, batch 256, 512 -> 512): the layer at most 1.15x nn.Linear and
+faster than the article's version; ``--check`` exits 1 when the CPU figures miss it.
+A benchmark, not a test: the figures depend on the machine and on what else runs on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+
+import torch
+from torch import Tensor, nn
+from torch.utils import benchmark
+
+from {{ cookiecutter.package_name }}.layers import {{ cookiecutter.layer_class }}
+
+Layer = {{ cookiecutter.layer_class }}  # the layer under test
+MAX_RATIO_TO_LINEAR = 1.15
+
+
+class ArticleLinear(nn.Module):
+    """The article's layer: the same parameters, computed in three separate steps."""
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        factory_kwargs = {"device": device, "dtype": dtype}
+        weight = torch.randn(out_features, in_features, **factory_kwargs) / in_features**0.5
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(torch.zeros(out_features, **factory_kwargs))
+        self.scale = nn.Parameter(torch.ones(out_features, **factory_kwargs))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = torch.mm(x, self.weight.t())
+        out = out + self.bias
+        return out * self.scale
+
+
+def step_timer(module: nn.Module, x: Tensor, grad: Tensor) -> benchmark.Timer:
+    """A torch.utils.benchmark timer of one forward+backward of ``module``."""
+
+    def step() -> None:
+        module.zero_grad(set_to_none=True)
+        x.grad = None
+        module(x).backward(grad)
+
+    step()  # warm-up: first-call allocations, lazy initialisation
+    return benchmark.Timer(
+        stmt="step()",
+        globals={"step": step},
+        num_threads=torch.get_num_threads(),
+    )
+
+
+def run(device: torch.device, args: argparse.Namespace) -> dict[str, float]:
+    """Print the figures on one device; return the median ratios."""
+    factory_kwargs = {"device": device, "dtype": torch.float32}
+    features = args.features
+    modules = {
+        "nn.Linear": nn.Linear(features, features, **factory_kwargs),
+        Layer.__name__: Layer(features, features, **factory_kwargs),
+        "article (mm, +, *)": ArticleLinear(features, features, **factory_kwargs),
+    }
+    x = torch.randn(args.batch, features, **factory_kwargs).requires_grad_()
+    grad = torch.randn(args.batch, features, **factory_kwargs)
+    timers = {name: step_timer(module, x, grad) for name, module in modules.items()}
+    # Steps per block: about --block seconds each. Many short blocks, taken in turn, keep
+    # the three layers side by side while the machine's load and clock drift.
+    number = max(1, round(args.block / timers["nn.Linear"].timeit(3).median))
+    times: dict[str, list[float]] = {name: [] for name in modules}
+    for _ in range(args.rounds):
+        for name, timer in timers.items():
+            times[name].append(timer.timeit(number).median)
+    linear, layer, article = times.values()
+    ratios = {
+        "layer / nn.Linear": statistics.median(a / b for a, b in zip(layer, linear, strict=True)),
+        "layer / article": statistics.median(a / b for a, b in zip(layer, article, strict=True)),
+        "article / nn.Linear": statistics.median(
+            a / b for a, b in zip(article, linear, strict=True)
+        ),
+    }
+    threads = f"{torch.get_num_threads()} threads" if device.type == "cpu" else "CUDA"
+    print(
+        f"\n{device.type}: float32, batch {args.batch}, {features} -> {features}, "
+        f"{threads}, {args.rounds} rounds of {number} steps (torch {torch.__version__})"
+    )
+    width = max(len(name) for name in (*times, *ratios))
+    for name, seconds in times.items():
+        print(f"  {name:<{width}} {statistics.median(seconds) * 1e6:10.1f} us per step")
+    for name, ratio in ratios.items():
+        print(f"  {name:<{width}} {ratio:10.3f}")
+    return ratios
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--features", type=int, default=512)
+    parser.add_argument("--rounds", type=int, default=60)
+    parser.add_argument("--block", type=float, default=0.03, help="seconds per timing")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--check", action="store_true", help="exit 1 if the CPU target is missed")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    ratios = run(torch.device("cpu"), args)
+    if torch.cuda.is_available():
+        run(torch.device("cuda"), args)
+    met = ratios["layer / nn.Linear"] <= MAX_RATIO_TO_LINEAR and ratios["layer / article"] < 1.0
+    print(
+        f"\nCPU target (layer <= {MAX_RATIO_TO_LINEAR}x nn.Linear, faster than the article): "
+        + ("met" if met else "MISSED")
+    )
+    if args.check and not met:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

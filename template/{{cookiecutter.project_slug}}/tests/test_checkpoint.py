@@ -1,0 +1,142 @@
+"""Checkpoints: round trip, exact RNG restore, atomic saves, and refusals with a reason."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from {{ cookiecutter.package_name }} import checkpoint
+from {{ cookiecutter.package_name }}.checkpoint import CheckpointError
+from {{ cookiecutter.package_name }}.model import Model, ModelConfig
+
+
+def trained(config: ModelConfig | None = None) -> tuple[Model, torch.optim.Optimizer]:
+    """A model and an AdamW optimizer after one step, so that both have state to save."""
+    torch.manual_seed(0)
+    model = Model(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model(torch.randn(8, model.config.in_features)).square().mean().backward()
+    optimizer.step()
+    return model, optimizer
+
+
+def test_round_trip_restores_model_optimizer_and_step(tmp_path: Path) -> None:
+    model, optimizer = trained()
+    path = tmp_path / "last.pt"
+    checkpoint.save(path, model, optimizer, step=7)
+
+    torch.manual_seed(1)  # other initial weights, which the checkpoint must overwrite
+    fresh = Model()
+    fresh_optimizer = torch.optim.AdamW(fresh.parameters(), lr=1e-2)
+    assert checkpoint.load(path, fresh, fresh_optimizer) == 7
+    for key, value in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[key], value), key
+    saved_state = optimizer.state_dict()["state"]
+    loaded_state = fresh_optimizer.state_dict()["state"]
+    for index, state in saved_state.items():
+        for name, value in state.items():
+            assert torch.equal(loaded_state[index][name], value), (index, name)
+
+
+def test_file_is_a_plain_dict_for_weights_only_load(tmp_path: Path) -> None:
+    model, optimizer = trained()
+    path = tmp_path / "last.pt"
+    checkpoint.save(path, model, optimizer, step=3)
+    saved = torch.load(path, weights_only=True)  # no arbitrary objects inside
+    assert {"model", "optimizer", "step", "config", "rng"} <= saved.keys()
+    assert saved["config"] == {
+        "in_features": model.config.in_features,
+        "hidden_features": model.config.hidden_features,
+        "num_layers": model.config.num_layers,
+        "num_classes": model.config.num_classes,
+    }
+    assert not any(key.startswith(("module.", "_orig_mod.")) for key in saved["model"])
+
+
+def test_load_restores_random_number_generators(tmp_path: Path) -> None:
+    model, optimizer = trained()
+    path = tmp_path / "last.pt"
+    checkpoint.save(path, model, optimizer, step=1)
+    expected = (torch.rand(4), random.random())
+    torch.rand(100)  # move the generators on
+    random.random()
+    checkpoint.load(path, model, optimizer)
+    assert torch.equal(torch.rand(4), expected[0])
+    assert random.random() == expected[1]
+
+
+def test_crash_during_save_keeps_the_previous_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, optimizer = trained()
+    path = tmp_path / "last.pt"
+    checkpoint.save(path, model, optimizer, step=1)
+    before = path.read_bytes()
+    real_save = torch.save
+
+    def crash_halfway(obj: Any, file: Any, *args: Any, **kwargs: Any) -> None:
+        buffer = io.BytesIO()
+        real_save(obj, buffer, *args, **kwargs)
+        file.write(buffer.getvalue()[: len(buffer.getvalue()) // 2])  # half a checkpoint
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", crash_halfway)
+    with torch.no_grad():
+        model.layers[0].weight.add_(1.0)
+    with pytest.raises(OSError, match="No space left"):
+        checkpoint.save(path, model, optimizer, step=2)
+
+    assert path.read_bytes() == before  # the old checkpoint, whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary left
+    fresh, fresh_optimizer = trained()
+    assert checkpoint.load(path, fresh, fresh_optimizer) == 1
+
+
+def test_checkpoint_of_a_different_model_is_refused(tmp_path: Path) -> None:
+    small, optimizer = trained(ModelConfig(hidden_features=8))
+    path = tmp_path / "last.pt"
+    checkpoint.save(path, small, optimizer, step=5)
+    expected = r"different model \(hidden_features=8 there, 64 here\)"
+    with pytest.raises(CheckpointError, match=expected):
+        checkpoint.load(path, Model())
+
+
+def test_missing_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        checkpoint.load(tmp_path / "last.pt", Model())
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"not a checkpoint", b""],
+    ids=["garbage", "empty"],
+)
+def test_unreadable_file_is_refused_in_one_line(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "last.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="is not a readable checkpoint") as caught:
+        checkpoint.load(path, Model())
+    assert "\n" not in str(caught.value)
+
+
+def test_pickled_objects_are_never_unpickled(tmp_path: Path) -> None:
+    """weights_only=True: a file that needs arbitrary classes to load is refused."""
+    model, optimizer = trained()
+    path = tmp_path / "last.pt"
+    payload = {"model": model.state_dict(), "step": 1, "config": {}, "x": argparse.Namespace()}
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="is not a readable checkpoint"):
+        checkpoint.load(path, model, optimizer)
+
+
+def test_unwritable_directory_is_refused(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(CheckpointError, match="cannot write checkpoints to"):
+        checkpoint.check_writable(blocker / "checkpoints")

@@ -1,0 +1,259 @@
+"""The nn.Module contract: the layer, the model, torch.nn's own layers and the broken zoo.
+
+Also what the contract promises: exact gradients (gradcheck), torch.compile,
+DistributedDataParallel on two processes, device moves and autocast.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+import broken_modules
+from {{ cookiecutter.package_name }}.layers import {{ cookiecutter.layer_class }}
+from {{ cookiecutter.package_name }}.model import Model, ModelConfig
+from {{ cookiecutter.package_name }}.testing import ModuleContractError, check_module_contract
+
+Layer = {{ cookiecutter.layer_class }}  # the layer under test
+SMALL = ModelConfig(in_features=6, hidden_features=8, num_layers=2, num_classes=3)
+
+
+def layer_factory(bias: bool = True) -> Callable[..., nn.Module]:
+    """``factory(device=..., dtype=...)``: how the checker builds a fresh layer."""
+
+    def factory(**factory_kwargs: Any) -> nn.Module:
+        return Layer(5, 3, bias=bias, **factory_kwargs)
+
+    return factory
+
+
+def model_factory(**factory_kwargs: Any) -> nn.Module:
+    return Model(SMALL, **factory_kwargs)
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_layer_keeps_the_contract(bias: bool) -> None:
+    factory = layer_factory(bias)
+    check_module_contract(factory(), torch.randn(2, 4, 5), factory=factory)
+
+
+def test_model_keeps_the_contract() -> None:
+    check_module_contract(model_factory(), torch.randn(8, SMALL.in_features), factory=model_factory)
+
+
+@pytest.mark.parametrize("case", broken_modules.CASES, ids=lambda case: case.id)
+def test_checker_catches_each_broken_module(case: broken_modules.Case) -> None:
+    with pytest.raises(ModuleContractError) as caught:
+        check_module_contract(case.module(), *case.inputs, **case.options)
+    error = caught.value
+    assert error.rules == {case.rule} | case.also, str(error)
+    reports = [f"{v.where}: {v.problem}" for v in error.violations if v.rule == case.rule]
+    assert any(case.names in r and case.says in r for r in reports), str(error)
+
+
+# torch.nn's own layers keep the contract: the checker must accept every one of them.
+# (module factory, inputs); factory None: no parameters, no factory arguments.
+Factory = Callable[..., nn.Module]
+BUILT_IN_LAYERS: dict[str, tuple[Factory | None, Callable[[], tuple[Tensor, ...]]]] = {
+    "Linear": (
+        lambda **kw: nn.Linear(4, 5, **kw),
+        lambda: (torch.randn(3, 4),),
+    ),
+    "Conv2d": (
+        lambda **kw: nn.Conv2d(3, 4, 3, padding=1, **kw),
+        lambda: (torch.randn(2, 3, 5, 5),),
+    ),
+    "Embedding (integer inputs)": (
+        lambda **kw: nn.Embedding(10, 4, padding_idx=0, **kw),
+        lambda: (torch.tensor([[1, 2], [3, 0]]),),
+    ),
+    "LSTM (tuple outputs)": (
+        lambda **kw: nn.LSTM(4, 5, num_layers=2, batch_first=True, **kw),
+        lambda: (torch.randn(2, 3, 4),),
+    ),
+    "BatchNorm1d (integer buffer)": (
+        lambda **kw: nn.BatchNorm1d(4, **kw),
+        lambda: (torch.randn(3, 4),),
+    ),
+    "Dropout": (None, lambda: (torch.randn(3, 4),)),
+    "MultiheadAttention": (
+        lambda **kw: nn.MultiheadAttention(8, 2, batch_first=True, **kw),
+        lambda: (torch.randn(2, 3, 8),) * 3,
+    ),
+    "TransformerEncoderLayer": (
+        lambda **kw: nn.TransformerEncoderLayer(8, 2, 16, batch_first=True, **kw),
+        lambda: (torch.randn(2, 3, 8),),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", BUILT_IN_LAYERS)
+def test_checker_accepts_torch_nn_layers(name: str) -> None:
+    factory, inputs = BUILT_IN_LAYERS[name]
+    module = factory() if factory is not None else nn.Dropout(0.5)
+    check_module_contract(module, *inputs(), factory=factory)
+
+
+def test_a_crash_is_reported_as_a_contract_error() -> None:
+    with pytest.raises(ModuleContractError, match=r"\[crash\].*shapes cannot be multiplied"):
+        check_module_contract(nn.Linear(4, 4), torch.randn(2, 5))
+
+
+def test_a_rule_can_be_switched_off_with_a_reason() -> None:
+    x = torch.randn(3, 4)
+    reason = {"unused-parameter": "the auxiliary head is trained in stage 2"}
+    check_module_contract(broken_modules.UnusedHead(), x, skip=reason)
+    with pytest.raises(ValueError, match="give the reason"):
+        check_module_contract(broken_modules.UnusedHead(), x, skip={"unused-parameter": " "})
+    with pytest.raises(ValueError, match="unknown rule 'unused'"):
+        check_module_contract(broken_modules.UnusedHead(), x, skip={"unused": "typo"})
+
+
+def test_the_checker_leaves_the_module_and_the_random_state_alone() -> None:
+    module = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Dropout(0.5))
+    x = torch.randn(3, 4)
+    state = {k: v.clone() for k, v in module.state_dict().items()}
+    rng = torch.get_rng_state()
+    check_module_contract(module, x)
+    assert module.training
+    assert all(torch.equal(v, state[k]) for k, v in module.state_dict().items())
+    assert all(p.grad is None for p in module.parameters())
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_layer_gradients_match_finite_differences() -> None:
+    layer = Layer(4, 3, dtype=torch.float64)
+    with torch.no_grad():  # away from the initial values, one output feature masked
+        layer.gamma.uniform_(0.5, 1.5)
+        layer.bias.uniform_(-1.0, 1.0)
+        layer.feature_mask[1] = 0.0
+    names = [name for name, _ in layer.named_parameters()]
+
+    def forward(x: Tensor, *parameters: Tensor) -> Tensor:
+        state = dict(zip(names, parameters, strict=True))
+        return torch.func.functional_call(layer, state, (x,))
+
+    x = torch.randn(2, 5, 4, dtype=torch.float64, requires_grad=True)
+    parameters = [p.detach().requires_grad_() for p in layer.parameters()]
+    assert torch.autograd.gradcheck(forward, (x, *parameters))
+    assert torch.autograd.gradgradcheck(forward, (x, *parameters))
+
+
+def test_layer_under_cpu_autocast_returns_the_autocast_dtype() -> None:
+    layer = Layer(5, 3)
+    x = torch.randn(4, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = layer(x)
+    assert output.dtype == torch.bfloat16  # as nn.Linear under autocast
+    output.float().sum().backward()
+    assert layer.weight.grad is not None
+    assert layer.weight.grad.dtype == torch.float32  # the parameters stay float32
+
+
+def test_layer_compiles_to_one_graph() -> None:
+    if not torch._dynamo.is_dynamo_supported():
+        pytest.skip(f"torch.compile does not support this platform with torch {torch.__version__}")
+    layer = Layer(5, 3)
+    x = torch.randn(2, 4, 5)
+    # fullgraph: a graph break fails the test. aot_eager traces forward and backward
+    # without needing a C++ compiler; the default backend (inductor) compiles the same graph.
+    compiled = torch.compile(layer, fullgraph=True, backend="aot_eager")
+    torch.testing.assert_close(compiled(x), layer(x))
+    compiled(x).sum().backward()
+    assert all(p.grad is not None for p in layer.parameters())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ddp_worker(rank: int, world_size: int, port: int, out: Path) -> None:
+    """One process of the DDP test: two training steps, then save the replica."""
+    torch.set_num_threads(1)  # two processes on a small machine: no oversubscription
+    dist.init_process_group(
+        "gloo",
+        init_method=f"tcp://127.0.0.1:{port}",
+        rank=rank,
+        world_size=world_size,
+    )
+    try:
+        torch.manual_seed(rank)  # different initial weights: DDP must broadcast rank 0's
+        model = DistributedDataParallel(Model(SMALL))  # find_unused_parameters=False
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+        for step in range(2):  # the second step raises if a parameter went unused
+            generator = torch.Generator().manual_seed(10 * step + rank)  # per-rank data
+            x = torch.randn(8, SMALL.in_features, generator=generator)
+            target = torch.randint(SMALL.num_classes, (8,), generator=generator)
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), target).backward()
+            unused = [name for name, p in model.module.named_parameters() if p.grad is None]
+            assert not unused, f"parameters that got no gradient: {unused}"
+            optimizer.step()
+        # Compared by the test, not by a collective: a collective on Python tensors just
+        # before the process group is destroyed can deadlock gloo's teardown.
+        torch.save(model.module.state_dict(), out / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_distributed_data_parallel_on_two_cpu_processes(tmp_path: Path) -> None:
+    if not dist.is_available() or not dist.is_gloo_available():
+        pytest.skip(f"torch {torch.__version__} was built without the gloo backend")
+    # forkserver: one fresh process imports torch (and torch._dynamo, which DDP imports)
+    # once and forks both workers; spawn, where forkserver is missing, imports it in each.
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    multiprocessing.set_forkserver_preload(["torch", "torch._dynamo", "torch.nn.parallel"])
+    mp.start_processes(ddp_worker, (2, free_port(), tmp_path), nprocs=2, start_method=method)
+    replicas = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(2)]
+    assert replicas[0].keys() == set(Model(SMALL).state_dict())
+    # Rank 0's weights were broadcast, and the averaged gradients kept both replicas equal.
+    for key, value in replicas[0].items():
+        torch.testing.assert_close(replicas[1][key], value, rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.cuda
+def test_layer_moves_to_cuda_and_computes_the_same() -> None:
+    layer = Layer(5, 3)
+    x = torch.randn(4, 5)
+    expected = layer(x)
+    layer.to("cuda")
+    assert {t.device.type for t in (*layer.parameters(), *layer.buffers())} == {"cuda"}
+    output = layer(x.to("cuda"))
+    assert output.device.type == "cuda"
+    torch.testing.assert_close(output.cpu(), expected, rtol=1e-4, atol=1e-4)
+    assert layer.to("cpu").weight.device.type == "cpu"
+
+
+@pytest.mark.cuda
+def test_model_keeps_the_contract_on_cuda() -> None:
+    model = model_factory(device="cuda")
+    x = torch.randn(8, SMALL.in_features, device="cuda")
+    check_module_contract(model, x, factory=model_factory)
+    assert Model(SMALL).to("cuda").predict(torch.randn(2, SMALL.in_features)).device.type == "cuda"
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_layer_under_cuda_autocast_returns_the_autocast_dtype(dtype: torch.dtype) -> None:
+    layer = Layer(5, 3, device="cuda")
+    x = torch.randn(4, 5, device="cuda")
+    with torch.autocast("cuda", dtype=dtype):
+        output = layer(x)
+        reference = nn.Linear(5, 3, device="cuda")(x)
+    assert output.dtype == reference.dtype == dtype
+    output.float().sum().backward()
+    assert layer.weight.grad is not None
+    assert layer.weight.grad.dtype == torch.float32

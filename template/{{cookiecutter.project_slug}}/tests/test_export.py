@@ -1,0 +1,237 @@
+"""Every export format round-trips and agrees with eager PyTorch; failures read clearly.
+
+ONNX and Triton tests need the ``export`` extra; without it they are skipped with the
+command that installs it (``nox -s export`` installs it and runs them).
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from {{ cookiecutter.package_name }} import checkpoint, export
+from {{ cookiecutter.package_name }}.model import Model, ModelConfig
+
+NEEDS_EXPORT_EXTRA = f"needs the export extra: {export.INSTALL_EXPORT}"
+
+
+@pytest.fixture(scope="module")
+def model() -> Model:
+    return export.load_model()
+
+
+@pytest.fixture(scope="module")
+def example(model: Model) -> Tensor:
+    return export.example_input(model)
+
+
+@pytest.fixture(scope="module")
+def onnx_artifact(
+    model: Model,
+    example: Tensor,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> export.Artifact:
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        pytest.importorskip(module, reason=NEEDS_EXPORT_EXTRA)
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    return export.export_onnx(model, example, path)
+
+
+class DataDependent(nn.Module):
+    """Python control flow on a tensor's value: torch.export cannot capture it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(16, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.sum() > 0:
+            return self.linear(x)
+        return -self.linear(x)
+
+
+class Unscriptable(nn.Module):
+    """`*inputs` defeats torch.jit.script; the branch then gets frozen by torch.jit.trace."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(16, 4)
+
+    def forward(self, *inputs: Tensor) -> Tensor:
+        x = inputs[0]
+        if x.abs().max() > 100:
+            return self.linear(x / 100)
+        return self.linear(x)
+
+
+def test_onnx_is_one_checked_file_with_a_dynamic_batch(
+    onnx_artifact: export.Artifact,
+    model: Model,
+) -> None:
+    onnx = pytest.importorskip("onnx", reason=NEEDS_EXPORT_EXTRA)
+    path = onnx_artifact.path
+    assert [file.name for file in path.parent.iterdir()] == ["model.onnx"]  # no .data file
+    assert onnx_artifact.max_abs_diff <= export.ATOL
+    graph = onnx.load(str(path)).graph
+    (input_value,) = graph.input
+    batch, features = input_value.type.tensor_type.shape.dim
+    assert batch.dim_param  # symbolic: any batch size
+    assert features.dim_value == model.config.in_features
+    assert [output.name for output in graph.output] == [export.OUTPUT_NAME]
+
+
+def test_onnx_runtime_matches_eager_at_a_new_batch_size(
+    onnx_artifact: export.Artifact,
+    model: Model,
+) -> None:
+    ort = pytest.importorskip("onnxruntime", reason=NEEDS_EXPORT_EXTRA)
+    session = ort.InferenceSession(str(onnx_artifact.path), providers=["CPUExecutionProvider"])
+    x = torch.randn(33, model.config.in_features)
+    (actual,) = session.run(None, {export.INPUT_NAME: x.numpy()})
+    with torch.no_grad():
+        expected = model(x)
+    torch.testing.assert_close(
+        torch.from_numpy(actual), expected, atol=export.ATOL, rtol=export.RTOL
+    )
+
+
+def test_pt2_round_trip(model: Model, example: Tensor, tmp_path: Path) -> None:
+    artifact = export.export_pt2(model, example, tmp_path / "model.pt2")
+    assert artifact.max_abs_diff <= export.ATOL
+    loaded = torch.export.load(artifact.path).module()
+    x = torch.randn(5, model.config.in_features)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_torchscript_round_trip(model: Model, example: Tensor, tmp_path: Path) -> None:
+    with warnings.catch_warnings(record=True) as record:  # a fallback must say so
+        warnings.simplefilter("always")
+        artifact = export.export_torchscript(model, example, tmp_path / "model.pt")
+    fallbacks = [str(w.message) for w in record if "fell back to torch.jit.trace" in str(w.message)]
+    assert (artifact.note == "trace") == bool(fallbacks), fallbacks
+    loaded = torch.jit.load(str(artifact.path))
+    x = torch.randn(5, model.config.in_features)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_torchscript_trace_fallback_warns_and_parity_catches_a_frozen_branch(
+    tmp_path: Path,
+) -> None:
+    example = torch.full((2, 16), 1000.0)  # traces the `> 100` branch only
+    with (
+        pytest.warns(UserWarning, match="fell back to torch.jit.trace"),
+        pytest.warns(torch.jit.TracerWarning, match="Converting a tensor to a Python boolean"),
+        pytest.raises(export.ExportError, match=r"torchscript: parity failure at batch 1"),
+    ):
+        export.export_torchscript(Unscriptable(), example, tmp_path / "model.pt")
+
+
+@pytest.mark.parametrize("fmt", ["pt2", "onnx"])
+def test_data_dependent_control_flow_gives_a_readable_error(fmt: str, tmp_path: Path) -> None:
+    if fmt == "onnx":
+        pytest.importorskip("onnxscript", reason=NEEDS_EXPORT_EXTRA)
+    exporter = export.export_pt2 if fmt == "pt2" else export.export_onnx
+    with pytest.raises(export.ExportError) as error:
+        exporter(DataDependent(), torch.randn(2, 16), tmp_path / "model")
+    message = str(error.value)
+    assert "\n" not in message
+    assert message.startswith(f"{fmt}: could not export DataDependent.forward at test_export.py:")
+    assert "`if x.sum() > 0:`" in message
+    assert "torch.where" in message
+
+
+def test_triton_repository_parses_as_triton_model_config(
+    onnx_artifact: export.Artifact,
+    model: Model,
+    example: Tensor,
+    tmp_path: Path,
+) -> None:
+    model_config_pb2 = pytest.importorskip(
+        "tritonclient.grpc.model_config_pb2",
+        reason=NEEDS_EXPORT_EXTRA,
+    )
+    text_format = pytest.importorskip("google.protobuf.text_format")
+    artifact = export.export_triton(
+        model,
+        example,
+        tmp_path / "triton",
+        name="classifier",
+        max_batch_size=32,
+        onnx_path=onnx_artifact.path,
+    )
+    assert artifact.path == tmp_path / "triton" / "classifier"
+    assert (artifact.path / "1" / "model.onnx").is_file()
+    text = (artifact.path / "config.pbtxt").read_text(encoding="utf-8")
+    # Parse rejects unknown or misspelled fields and enum values.
+    config = text_format.Parse(text, model_config_pb2.ModelConfig())
+    assert config.name == "classifier"
+    assert config.backend == "onnxruntime"
+    assert config.max_batch_size == 32
+    assert config.HasField("dynamic_batching")
+    (input_config,) = config.input
+    assert input_config.name == export.INPUT_NAME
+    assert input_config.data_type == model_config_pb2.TYPE_FP32
+    assert list(input_config.dims) == [model.config.in_features]  # batch dim left out
+    (output_config,) = config.output
+    assert output_config.name == export.OUTPUT_NAME
+    assert list(output_config.dims) == [model.config.num_classes]
+    with pytest.raises(text_format.ParseError):
+        text_format.Parse(text + "max_batch_sise: 8\n", model_config_pb2.ModelConfig())
+
+
+def test_cli_exports_a_checkpoint(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    config = ModelConfig(in_features=8, hidden_features=32, num_layers=1, num_classes=3)
+    trained = Model(config)
+    path = tmp_path / "checkpoint.pt"
+    optimizer = torch.optim.SGD(trained.parameters(), lr=0.1)
+    checkpoint.save(path, trained, optimizer, step=3)  # a training checkpoint, as train.py writes
+    argv = ["--format", "pt2", "--checkpoint", str(path), "--out", str(tmp_path)]
+    assert export.main(argv) == 0
+    report = capsys.readouterr().out
+    assert "model.pt2" in report
+    loaded = torch.export.load(tmp_path / "model.pt2").module()
+    x = torch.randn(3, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), trained.eval()(x))
+
+
+def test_cli_bad_checkpoint_is_one_line(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--format", "pt2", "--checkpoint", str(tmp_path / "missing.pt")]
+    assert export.main([*argv, "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "missing.pt does not exist" in err
+
+
+def test_cli_rejects_an_unknown_format(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        export.main(["--format", "tflite"])
+    assert exit_info.value.code == 2
+    assert "invalid choice: 'tflite'" in capsys.readouterr().err
+
+
+def test_missing_dependency_names_the_extra(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        monkeypatch.setitem(sys.modules, module, None)  # makes `import module` fail
+    assert export.main(["--format", "onnx", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    expected = f"error: onnx is not installed (an optional dependency): {export.INSTALL_EXPORT}"
+    assert err == expected + "\n"
+    assert not (tmp_path / "model.onnx").exists()

