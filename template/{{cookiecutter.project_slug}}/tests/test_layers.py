@@ -92,6 +92,27 @@ def test_forward_matches_the_formula() -> None:
     assert torch.all(layer(x)[:, 1] == layer.bias[1])
 
 
+def test_forward_without_bias_matches_the_formula() -> None:
+    layer = Layer(5, 3, bias=False, dtype=torch.float64)
+    with torch.no_grad():
+        layer.gamma.uniform_()
+    x = torch.randn(4, 5, dtype=torch.float64)
+    expected = (x @ layer.weight.T) * (layer.gamma / 5**0.5)
+    torch.testing.assert_close(layer(x), expected)
+
+
+def test_forward_leaves_its_input_alone_and_runs_under_inference_mode() -> None:
+    layer = Layer(5, 3)
+    x = torch.randn(4, 5, requires_grad=True)
+    before = x.detach().clone()
+    output = layer(x)
+    output.sum().backward()  # the in-place bias add must not break autograd
+    assert torch.equal(x.detach(), before)
+    assert x.grad is not None
+    with torch.inference_mode():
+        torch.testing.assert_close(layer(x.detach()), output.detach())
+
+
 def test_bad_sizes_are_rejected() -> None:
     with pytest.raises(ValueError, match="must be positive"):
         Layer(0, 3)

@@ -46,3 +46,13 @@ def test_device_comes_from_the_parameters() -> None:
 def test_bad_config_is_rejected() -> None:
     with pytest.raises(ValueError, match="hidden_features must be a positive int"):
         ModelConfig(hidden_features=0)
+
+
+def test_meta_construction_then_to_empty_and_reset_gives_a_working_model() -> None:
+    model = Model(device="meta")
+    model.to_empty(device="cpu")
+    model.reset_parameters()
+    state = (*model.parameters(), *model.buffers())
+    assert all(torch.isfinite(t).all() for t in state)
+    assert torch.equal(model.input_std, torch.ones(model.config.in_features))
+    assert model.predict(torch.randn(2, model.config.in_features)).shape == (2,)

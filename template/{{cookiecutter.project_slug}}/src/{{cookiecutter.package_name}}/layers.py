@@ -11,8 +11,6 @@ The rules, each shown once below:
 * ``forward`` only computes: it creates no state and never names a device or dtype.
 """
 
-from __future__ import annotations
-
 import math
 from typing import Any
 
@@ -127,10 +125,11 @@ class {{ cookiecutter.layer_class }}(nn.Module):
         # `.to(output.dtype)` is a no-op, except under autocast, where F.linear returns
         # float16/bfloat16: the layer then does too, as nn.Linear does.
         output = output * scale.to(output.dtype)
-        if self.bias is not None:
+        bias = self.bias  # a local, so that TorchScript can narrow the Optional
+        if bias is not None:
             # In place: `output` is a fresh tensor that no backward node saved, so autograd
             # allows it, and it saves an allocation. Never do this to an input.
-            output += self.bias.to(output.dtype)
+            output += bias.to(output.dtype)
         return output
 
     def extra_repr(self) -> str:

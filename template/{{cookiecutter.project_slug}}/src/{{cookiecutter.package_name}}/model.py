@@ -1,7 +1,5 @@
 """The model: {{ cookiecutter.layer_class }} layers composed the way nn.Module expects."""
 
-from __future__ import annotations
-
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +36,8 @@ class Model(nn.Module):
         - Output: :math:`(N, \\text{num\\_classes})` logits.
     """
 
+    # TorchScript compiles forward() and predict(), not this Python-only property.
+    __jit_unused_properties__ = ["device"]  # noqa: RUF012
     input_mean: Tensor
     input_std: Tensor
 
