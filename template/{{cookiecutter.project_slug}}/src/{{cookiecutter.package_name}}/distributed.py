@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ["World", "all_mean", "any_rank", "destroy", "init"]
+__all__ = ["World", "all_mean", "any_rank", "barrier", "destroy", "init"]
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,12 @@ def destroy() -> None:
     """Leave the process group (at exit, also after an error), if one was joined."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def barrier() -> None:
+    """Wait until every rank gets here (a collective; nothing happens in a world of one)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def all_mean(tensor: torch.Tensor) -> torch.Tensor:

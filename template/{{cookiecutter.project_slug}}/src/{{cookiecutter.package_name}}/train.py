@@ -314,6 +314,9 @@ def train(args: argparse.Namespace, stop: GracefulStop) -> dict[str, float]:
                 log(f"{stop.received}: saved {last} at step {step}; continue with --resume")
             break
     progress.close()
+    # The other ranks wait here for rank 0's last evaluation and save: a rank that left
+    # the process group while a peer still used it would abort in gloo's tear-down.
+    distributed.barrier()
     return results
 
 
