@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import multiprocessing
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -202,9 +203,11 @@ def ddp_worker(rank: int, world_size: int, port: int, out: Path) -> None:
             unused = [name for name, p in model.module.named_parameters() if p.grad is None]
             assert not unused, f"parameters that got no gradient: {unused}"
             optimizer.step()
-        # Compared by the test, not by a collective: a collective on Python tensors just
-        # before the process group is destroyed can deadlock gloo's teardown.
+        # Compared by the test, not by a collective on Python objects.
         torch.save(model.module.state_dict(), out / f"rank{rank}.pt")
+        # Both ranks leave together: a rank that tears gloo down while its peer is still
+        # connected can hang or abort the peer.
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
@@ -216,7 +219,15 @@ def test_distributed_data_parallel_on_two_cpu_processes(tmp_path: Path) -> None:
     # once and forks both workers; spawn, where forkserver is missing, imports it in each.
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     multiprocessing.set_forkserver_preload(["torch", "torch._dynamo", "torch.nn.parallel"])
-    mp.start_processes(ddp_worker, (2, free_port(), tmp_path), nprocs=2, start_method=method)
+    workers = mp.start_processes(
+        ddp_worker, (2, free_port(), tmp_path), nprocs=2, start_method=method, join=False
+    )
+    deadline = time.monotonic() + 120
+    while not workers.join(timeout=5):  # raises if a worker failed
+        if time.monotonic() > deadline:
+            for process in workers.processes:
+                process.kill()
+            pytest.fail("the two DDP processes did not finish within 120 s (a hang)")
     replicas = [torch.load(tmp_path / f"rank{rank}.pt", weights_only=True) for rank in range(2)]
     assert replicas[0].keys() == set(Model(SMALL).state_dict())
     # Rank 0's weights were broadcast, and the averaged gradients kept both replicas equal.
