@@ -128,9 +128,13 @@ def main() -> None:
     if torch.cuda.is_available():
         run(torch.device("cuda"), args)
     met = ratios["layer / nn.Linear"] <= MAX_RATIO_TO_LINEAR and ratios["layer / article"] < 1.0
+    vs_article = ratios["layer / article"]
+    # Run-to-run noise on a CPU is a few percent: within 2 % is a tie, whatever the sign.
+    margin = "a tie, within noise" if abs(vs_article - 1) < 0.02 else f"{vs_article:.3f}x"
     print(
         f"\nCPU target (layer <= {MAX_RATIO_TO_LINEAR}x nn.Linear, faster than the article): "
         + ("met" if met else "MISSED")
+        + f" (against the article: {margin})"
     )
     if args.check and not met:
         sys.exit(1)
