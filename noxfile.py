@@ -14,7 +14,7 @@ from pathlib import Path
 
 import nox
 
-sys.path.insert(0, str(Path(__file__).parent / "tests"))
+sys.path.insert(0, str(Path(__file__).parent / "tools"))
 from rendering import COMBOS, copier_command
 
 nox.needs_version = ">=2024.10.9"
@@ -28,6 +28,7 @@ REQUIREMENTS = ROOT / "tests" / "requirements.txt"
 LINTED = [
     "hooks",
     "tests",
+    "tools",
     "noxfile.py",
 ]  # ruff's default settings, plus the rules above
 
@@ -89,7 +90,7 @@ def generated(session: nox.Session, combo: str) -> None:
 def bench_render(session: nox.Session) -> None:
     """Wall time of `copier copy --defaults` and `cookiecutter --no-input` (median of 5)."""
     session.install("copier", "cookiecutter")
-    script = ROOT / "tests" / "bench_render.py"
+    script = ROOT / "tools" / "bench_render.py"
     session.run("python", str(script), *session.posargs)
 
 
@@ -111,11 +112,11 @@ def pins(session: nox.Session) -> None:
     for combo, answers in COMBOS.items():
         _, *command = copier_command(renders / combo, answers)  # python -m copier ...
         session.run("python", *command, silent=True)
-    session.run("python", "tests/pins.py", *(str(renders / combo) for combo in COMBOS))
+    session.run("python", "tools/pins.py", *(str(renders / combo) for combo in COMBOS))
 
 
 @nox.session
 def gpu(session: nox.Session) -> None:
-    """The default project on a CUDA GPU (tests/gpu_check.py); fails without CUDA."""
+    """The default project on a CUDA GPU (tools/gpu_check.py); fails without CUDA."""
     install_test_env(session)
-    session.run("python", "tests/gpu_check.py", *session.posargs)
+    session.run("python", "tools/gpu_check.py", *session.posargs)

@@ -1,7 +1,7 @@
 """GPU sessions fail without CUDA instead of passing on a CPU; CPU runs skip with a reason.
 
 Covers the generated project's `cuda` marker (tests/conftest.py, `nox -s gpu`) and the
-template's own `nox -s gpu` (tests/gpu_check.py). On a machine with CUDA the same tests
+template's own `nox -s gpu` (tools/gpu_check.py). On a machine with CUDA the same tests
 check the other side: the `cuda` tests run and pass.
 """
 

@@ -1,6 +1,6 @@
 """The template on a CUDA GPU: what `nox -s gpu` runs. Not a pytest module.
 
-    python tests/gpu_check.py [--combo NAME ...] [--report FILE] [--rehearse-on-cpu]
+    python tools/gpu_check.py [--combo NAME ...] [--report FILE] [--rehearse-on-cpu]
 
 needs copier and a CUDA build of torch in this interpreter (plus tests/requirements.txt).
 It stops at once, exit status 2, when CUDA is not available: a GPU check that passes on a
