@@ -1,5 +1,8 @@
 """The template's own sessions: `nox -l` lists them, `nox` runs lint and tests.
 
+uv's cache for the fresh installs of tests/test_install.py is $UV_CACHE_DIR, by default
+.nox/uv-cache; $TORCHWRIGHT_TIMINGS names a file for their per-combination timings.
+
 torch comes from $TORCHWRIGHT_TORCH (default below): CI pins the CPU wheel, a GPU machine
 can take a CUDA build, e.g. TORCHWRIGHT_TORCH="torch==2.13.0" with PIP_INDEX_URL set to
 PyTorch's cu128 index.
@@ -81,9 +84,16 @@ def compare_engines(session: nox.Session, combo: str) -> None:
 @nox.session
 @nox.parametrize("combo", list(COMBOS))
 def generated(session: nox.Session, combo: str) -> None:
-    """Render one answer combination, lint it and run its own test suite."""
+    """One answer combination: render and lint it; install, build and run its own suite."""
     install_test_env(session)
-    session.run("pytest", "tests/test_render.py", "-k", combo, *session.posargs)
+    session.run(
+        "pytest",
+        "tests/test_render.py",
+        "tests/test_install.py",
+        "-k",
+        combo,
+        *session.posargs,
+    )
 
 
 @nox.session

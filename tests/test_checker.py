@@ -17,19 +17,25 @@ from pathlib import Path
 import pytest
 from rendering import package_name, run_in_project
 
-# The catch list, in the issue's order.
+# The catch list: the first issue's eleven rules in its order, then what later issues added
+# (a crash in backward, factory kwargs, and three properties from PyTorch's test_modules.py).
 RULES = [
-    "state-in-forward",  # 1. parameter or buffer created during forward (self or local)
+    "state-in-forward",  # 1. parameter or buffer created (or replaced) during forward
     "plain-container",  # 2. submodules or parameters in plain lists, tuples, dicts
     "unregistered-tensor",  # 3. tensor attribute neither parameter nor buffer
-    "fixed-device",  # 4. tensor created on a fixed device (found on meta)
-    "fixed-dtype",  # 5. fixed dtype (the float64 module must compute float64)
+    "fixed-device",  # 4. tensor created on a fixed device (found on meta, train and eval)
+    "fixed-dtype",  # 5. fixed dtype (float64 and bfloat16 copies; float16 overflow)
+    "backward",  # the backward pass crashes (its own kind, with the user's line)
     "unused-parameter",  # 6. trainable parameter without gradient (DDP's failure)
     "follows-to",  # 7. state that does not follow .to()
-    "state-dict",  # 8. state_dict that does not round-trip
-    "growing-state",  # 9. state growing across forward calls
+    "state-dict",  # 8. state_dict that does not round-trip into a fresh instance
+    "growing-state",  # 9. state growing across forward calls (train and eval)
     "eval-inference",  # 10. eval inference not deterministic, or building a graph
     "meta-init",  # 11. meta construction + to_empty + reset_parameters not finite
+    "factory-kwargs",  # device= and dtype= reach every tensor
+    "non-contiguous",  # non-contiguous inputs give the same outputs
+    "pickle",  # pickling round-trips
+    "repr",  # repr() works
 ]
 
 DRIVER = r'''
@@ -42,6 +48,7 @@ from torch import nn
 
 sys.path.insert(0, "tests")
 import broken_modules  # noqa: E402
+import correct_modules  # noqa: E402
 
 testing = importlib.import_module(sys.argv[1] + ".testing")
 
@@ -91,6 +98,11 @@ for name, (factory, inputs) in BUILT_INS.items():
     module = factory() if factory else NO_FACTORY[name]()
     report["built_ins"][name] = check(module, *inputs(), factory=factory)
 
+report["idioms"] = {}
+for idiom in correct_modules.IDIOMS:
+    factory = idiom.factory if idiom.takes_factory_kwargs else None
+    report["idioms"][idiom.name] = check(idiom.build(), *idiom.inputs(), kwargs=idiom.kwargs(), factory=factory)
+report["stale_skip"] = check(nn.Linear(4, 4), torch.randn(3, 4), skip={"fixed-dtype@weight": "old"})
 report["crash"] = check(nn.Linear(4, 4), torch.randn(2, 5))
 report["skipped"] = check(
     broken_modules.UnusedHead(), torch.randn(3, 4), skip={"unused-parameter": "trained in stage 2"}
@@ -151,6 +163,19 @@ BUILT_INS = [
 def test_no_false_positive_on_torch_nn_layers(report: dict, name: str) -> None:
     found = report["built_ins"][name]
     assert found is None, found["message"]
+
+
+def test_no_false_positive_on_modern_idioms(report: dict) -> None:
+    assert len(report["idioms"]) >= 11
+    rejected = {
+        name: found["message"] for name, found in report["idioms"].items() if found
+    }
+    assert not rejected, rejected
+
+
+def test_a_skip_that_matches_nothing_is_reported(report: dict) -> None:
+    assert report["stale_skip"]["rules"] == ["stale-skip"]
+    assert "fixed-dtype@weight" in report["stale_skip"]["message"]
 
 
 def test_a_crash_is_a_contract_error_naming_the_cause(report: dict) -> None:

@@ -37,8 +37,8 @@ def test_every_python_requirement_with_a_bound_is_listed(rendered, combo: str) -
     }
     listed = {
         (name, pinned)
-        for _, name, pinned, where in found(project)
-        if where == "pyproject.toml"
+        for kind, name, pinned, where in found(project)
+        if where == "pyproject.toml" and kind != "uv index"
     }
     assert listed == expected
     torch_min = yaml.safe_load((project / ".copier-answers.yml").read_text())[
@@ -119,3 +119,46 @@ def test_table_merges_files_and_marks_what_is_behind() -> None:
     assert "| yes |" in checkout
     assert "| yes |" not in next(line for line in lines if "astral-sh/uv" in line)
     assert "| yes |" in next(line for line in lines if "copier" in line)
+
+
+@pytest.mark.parametrize("combo", PIN_COMBOS)
+def test_uv_indexes_and_the_uv_version_are_listed(rendered, combo: str) -> None:
+    project = rendered(combo)
+    data = tomllib.loads((project / "pyproject.toml").read_text())
+    indexes = {(i["name"], i["url"]) for i in data["tool"]["uv"]["index"]}
+    cuda = yaml.safe_load((project / ".copier-answers.yml").read_text())["cuda_version"]
+    extra = "cu" + cuda.replace(".", "")
+    assert indexes == {
+        ("pytorch-cpu", "https://download.pytorch.org/whl/cpu"),
+        (f"pytorch-{extra}", f"https://download.pytorch.org/whl/{extra}"),
+    }
+    listed = {
+        (name, pinned) for kind, name, pinned, _ in found(project) if kind == "uv index"
+    }
+    assert listed == indexes
+
+
+def test_a_uv_install_line_is_a_uv_pin(tmp_path) -> None:
+    config = tmp_path / "devcontainer.json"
+    config.write_text(
+        '{"postCreateCommand": "python -m pip install --user uv==0.13.9 && uv sync"}'
+    )
+    (pin,) = pins.devcontainer_pins(config, "devcontainer.json")
+    assert (pin.kind, pin.name, pin.pinned, pin.pypi) == ("uv", "uv", "==0.13.9", "uv")
+
+
+def test_newest_torch_on_a_local_index(tmp_path) -> None:
+    page = tmp_path / "simple" / "torch"
+    page.mkdir(parents=True)
+    (page / "index.html").write_text(
+        '<a href="torch-2.9.1%2Bcpu-cp311-cp311-linux_x86_64.whl">'
+        "torch-2.9.1+cpu-cp311-cp311-linux_x86_64.whl</a>\n"
+        '<a href="x">torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl</a>\n'
+        '<a href="y">torch-2.10.0+cpu-cp312-cp312-manylinux_2_28_x86_64.whl</a>\n'
+    )
+    url = (tmp_path / "simple").as_uri()
+    assert pins.newest_torch_on_index(url) == "2.13.0+cpu"
+    (answered,) = pins.look_up(
+        [pins.Pin("uv index", "pytorch-cpu", url, "pyproject.toml")]
+    )
+    assert answered.newest == "2.13.0+cpu"

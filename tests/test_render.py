@@ -1,9 +1,8 @@
-"""Each answer combination renders a clean project that passes its own checks and tests."""
+"""Each answer combination renders a clean project (its suite runs in test_install.py)."""
 
 from __future__ import annotations
 
 import re
-import sys
 
 import pytest
 import yaml
@@ -85,12 +84,5 @@ def test_ruff_clean(rendered, combo: str) -> None:
         assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("combo", list(COMBOS))
-def test_generated_suite_passes(rendered, combo: str) -> None:
-    project = rendered(combo)
-    result = run_in_project(project, "-m", "pytest", "-p", "no:cacheprovider", "-q")
-    output = result.stdout + result.stderr
-    # Exit code 5 (no tests collected) is a failure too.
-    assert result.returncode == 0, output
-    assert re.search(r"\b\d+ passed\b", output), output
-    print(output.strip().splitlines()[-1], file=sys.stderr)
+# The generated suites run in fresh environments of their declared dependencies:
+# tests/test_install.py.

@@ -122,6 +122,16 @@ def test_runs_start_report_log_and_stop_in_tmux(
     logs = project / "logs"
     assert "step 30 | val_loss" in (logs / "quick.log").read_text()  # all the output
     assert "invalid choice: 'nonsense'" in (logs / "broken.log").read_text()
+    # A reused name is refused, as the training refuses it: no run is overwritten.
+    before = (project / "checkpoints" / "quick" / "last.pt").read_bytes()
+    reused = script(project, env, "start", "quick", "--", *quick)
+    assert reused.returncode == 1
+    assert reused.stderr.startswith(
+        "train-tmux: checkpoints/quick/last.pt holds a run at step 30: add --resume"
+    )
+    assert "start quick -- --resume" in reused.stderr
+    assert (project / "checkpoints" / "quick" / "last.pt").read_bytes() == before
+    assert "quick" not in script(project, env, "list").stdout.split()
 
     with subprocess.Popen(
         [str(project / SCRIPT), "logs", "quick"],

@@ -1,8 +1,8 @@
 """Every pin in a generated project, and the newest release where its registry answers.
 
 ``nox -s pins`` renders the answer combinations and prints one table (see ``main``):
-base images, the uv version, GitHub Actions, devcontainer features, pre-commit hook
-revisions, Python requirements (lower bounds, torch included) in pyproject.toml, inline
+base images, the uv version (image, devcontainer install), the package indexes that uv
+binds torch to, GitHub Actions, devcontainer features, pre-commit hook revisions, Python requirements (lower bounds, torch included) in pyproject.toml, inline
 script metadata and CI install lines. ``collect(project)`` finds the pins; ``look_up``
 asks PyPI's JSON API (and GitHub's and Docker Hub's, where reachable) with short
 timeouts, in parallel, so an unreachable registry costs seconds, never a hang.
@@ -162,7 +162,7 @@ def install_line_pins(text: str, where: str) -> Iterator[Pin]:
             if not word.startswith(("-", ".", "/")) and re.search(r"[<>=~!]", word):
                 pin = requirement_pin(word, where, kind="python (CI)")
                 if pin:
-                    yield pin
+                    yield replace(pin, kind="uv") if pin.name == "uv" else pin
 
 
 def gitlab_pins(path: Path, where: str) -> Iterator[Pin]:
@@ -248,6 +248,12 @@ def pyproject_pins(path: Path, where: str) -> Iterator[Pin]:
             pin = requirement_pin(text, where, kind=kind)
             if pin and pin.name != own:
                 yield pin
+    uv = data.get("tool", {}).get("uv", {})
+    if uv.get("required-version"):
+        yield Pin("uv", "uv", str(uv["required-version"]), where, pypi="uv")
+    # The package indexes that [tool.uv.sources] binds torch to (PyTorch's, per build).
+    for index in uv.get("index", []):
+        yield Pin("uv index", str(index.get("name", "?")), str(index.get("url")), where)
 
 
 def script_metadata_pins(path: Path, where: str) -> Iterator[Pin]:
@@ -278,6 +284,7 @@ def devcontainer_pins(path: Path, where: str) -> Iterator[Pin]:
     for feature in config.get("features", {}):
         name, tag = split_image(feature)
         yield Pin("devcontainer feature", name, tag, where)
+    yield from install_line_pins(str(config.get("postCreateCommand", "")), where)
 
 
 def collect(project: Path) -> list[Pin]:
@@ -359,6 +366,23 @@ def newest_on_docker_hub(image: str, pinned: str) -> str:
     return newest_tag(pinned, (str(tag["name"]) for tag in data["results"])) or "?"
 
 
+def newest_torch_on_index(url: str) -> str:
+    """The newest torch on a PEP 503 index (PyTorch's per-build ones), e.g. 2.13.0+cu128."""
+    page_url = url.rstrip("/") + "/torch/"
+    if url.startswith("file:"):  # a local mirror: the folder's index.html
+        page_url += "index.html"
+    request = urllib.request.Request(
+        page_url, headers={"User-Agent": "torchwright-pins"}
+    )
+    with urllib.request.urlopen(request, timeout=TIMEOUT) as response:
+        page = response.read().decode("utf-8", "replace")
+    found = {
+        (Version(m.group(1)), m.group(1))
+        for m in re.finditer(r"torch-(\d+\.\d+\.\d+(?:\+\w+)?)-", page)
+    }
+    return max(found)[1] if found else "no torch there"
+
+
 def newest_of(pin: Pin) -> str:
     """The newest release of what ``pin`` pins, or why it is not known."""
     try:
@@ -366,6 +390,8 @@ def newest_of(pin: Pin) -> str:
             return newest_on_pypi(pin.pypi)
         if pin.kind == "github action":
             return newest_github_release(pin.name)
+        if pin.kind == "uv index":
+            return newest_torch_on_index(pin.pinned)
         if pin.kind == "docker image":
             host = pin.name.split("/")[0]
             if "." in host and host != "docker.io":

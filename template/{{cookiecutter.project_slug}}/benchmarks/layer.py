@@ -7,14 +7,15 @@ upstream gradient, gradients reset to None first as ``optimizer.zero_grad()`` do
 input requires grad, as it does for every layer but the first. Three layers of one shape:
 
 * ``nn.Linear``: the floor (one GEMM with the bias fused forward, two GEMMs backward);
-* the project's layer: ``F.linear(x, W) * scale``, then ``+= bias`` in place;
+* the project's layer: ``F.linear(x, W)``, then ``torch.addcmul(bias, ., scale)``: scale and
+  bias in one elementwise pass;
 * the article's version: ``torch.mm``, then ``+ bias``, then ``* scale``.
 
 ``torch.utils.benchmark`` times each one (and synchronizes CUDA); the rounds interleave
 the three layers in short blocks so that a change of machine load hits all three alike,
 and each ratio is the median over rounds of the per-round ratio. Runs on the CPU, and on CUDA when present.
-Target on the CPU (float32, batch 256, 512 -> 512): the layer at most 1.15x nn.Linear and
-faster than the article's version; ``--check`` exits 1 when the CPU figures miss it.
+Target on the CPU (float32, batch 256, 512 -> 512): the layer at most 1.08x nn.Linear and
+below 0.97x the article's version; ``--check`` exits 1 when the CPU figures miss it.
 A benchmark, not a test: the figures depend on the machine and on what else runs on it.
 """
 
@@ -31,7 +32,8 @@ from torch.utils import benchmark
 from {{ cookiecutter.package_name }}.layers import {{ cookiecutter.layer_class }}
 
 Layer = {{ cookiecutter.layer_class }}  # the layer under test
-MAX_RATIO_TO_LINEAR = 1.15
+MAX_RATIO_TO_LINEAR = 1.08
+MAX_RATIO_TO_ARTICLE = 0.97
 
 
 class ArticleLinear(nn.Module):
@@ -127,14 +129,16 @@ def main() -> None:
     ratios = run(torch.device("cpu"), args)
     if torch.cuda.is_available():
         run(torch.device("cuda"), args)
-    met = ratios["layer / nn.Linear"] <= MAX_RATIO_TO_LINEAR and ratios["layer / article"] < 1.0
+    met = (
+        ratios["layer / nn.Linear"] <= MAX_RATIO_TO_LINEAR
+        and ratios["layer / article"] < MAX_RATIO_TO_ARTICLE
+    )
     vs_article = ratios["layer / article"]
     # Run-to-run noise on a CPU is a few percent: within 2 % is a tie, whatever the sign.
     margin = "a tie, within noise" if abs(vs_article - 1) < 0.02 else f"{vs_article:.3f}x"
     print(
-        f"\nCPU target (layer <= {MAX_RATIO_TO_LINEAR}x nn.Linear, faster than the article): "
-        + ("met" if met else "MISSED")
-        + f" (against the article: {margin})"
+        f"\nCPU target (layer <= {MAX_RATIO_TO_LINEAR}x nn.Linear, < {MAX_RATIO_TO_ARTICLE}x the "
+        "article): " + ("met" if met else "MISSED") + f" (against the article: {margin})"
     )
     if args.check and not met:
         sys.exit(1)

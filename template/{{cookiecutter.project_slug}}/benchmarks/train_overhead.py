@@ -3,10 +3,13 @@
     python benchmarks/train_overhead.py [--steps N] [--rounds R] [--threads T]
 
 Both loops train the same model on the same data (DataLoader, DistributedSampler) with
-the same AdamW for N steps on the CPU. The bare loop does nothing else. The training
-script, run with its defaults (``main()``, in this process), also sums the loss on the
-device, logs every 50 steps, evaluates and saves an fsync'ed checkpoint every 250 steps,
-appends to metrics.jsonl and watches for signals. The two alternate for R rounds; the
+the same arithmetic for N steps on the CPU: AdamW over the decay/no-decay parameter
+groups, the warmup + cosine learning rate set each step, gradients clipped to norm 1.
+The bare loop does nothing else. The training script, run with its defaults (``main()``,
+in this process), also keeps each step's loss and gradient norm on the device, checks
+them for NaN/inf and logs every 50 steps (metrics.jsonl, TensorBoard when installed),
+evaluates and saves fsync'ed last.pt/best.pt every 250 steps, records its configuration,
+and watches for signals. The two alternate for R rounds; the
 fastest round of each (the one least disturbed by other work on the machine) is printed,
 with the overhead in percent, in wall-clock time and in the CPU time of this process
 (steadier on a busy machine, but blind to time spent waiting on the disk, e.g. fsync).
@@ -25,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, DistributedSampler
 
-from {{ cookiecutter.package_name }} import train
-from {{ cookiecutter.package_name }}.data import ClassificationData
+from {{ cookiecutter.package_name }} import optim, train
+from {{ cookiecutter.package_name }}.data import load_data
 from {{ cookiecutter.package_name }}.model import Model, ModelConfig
 
 BATCH_SIZE = 64  # train.py's default
@@ -50,21 +53,25 @@ def bare_loop(steps: int) -> Timing:
     """Time of ``steps`` steps of the plainest loop over the same model and data."""
     start = clock()
     config = ModelConfig()
-    train_set = ClassificationData("train", config)
+    train_set = load_data().train
     sampler: DistributedSampler[int] = DistributedSampler(
         train_set, num_replicas=1, rank=0, shuffle=True, seed=SEED
     )
     loader = DataLoader(train_set, batch_size=BATCH_SIZE, sampler=sampler, drop_last=True)
     torch.manual_seed(SEED)
     model = Model(config)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
+    optimizer = optim.build_optimizer(model, lr=LR, weight_decay=0.01)
+    schedule = optim.Schedule(LR, "cosine", warmup_steps=0, decay_steps=steps, min_lr=LR / 10)
     data = train.batches(loader, sampler, start=0)
-    for _ in range(steps):
+    for step in range(steps):
+        for group in optimizer.param_groups:
+            group["lr"] = schedule(step)
         inputs, targets = next(data)
         loss = F.cross_entropy(model(inputs), targets)
-        optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
         optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
     return since(start)
 
 

@@ -226,6 +226,216 @@ class IgnoresDevice(nn.Module):
         return self.linear(x) + self.shift
 
 
+class EvalBranchDevice(nn.Module):
+    """Adds a ramp in eval mode only, made on the default device: fails on the GPU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.linear(x)
+        if not self.training:
+            y = y + torch.linspace(0.0, 1.0, y.shape[-1])
+        return y
+
+
+class EvalBranchGrowth(nn.Module):
+    """Remembers every eval-mode output "for analysis": memory grows during validation."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+        self.seen: list[Tensor] = []
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.linear(x)
+        if not self.training:
+            self.seen.append(y.detach())
+        return y
+
+
+class CudaGuardedMove(nn.Module):
+    """Moves its mask to "the GPU" when one exists: wrong on cuda:1, and on a CPU model."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        keep = torch.ones_like(x)
+        if torch.cuda.is_available():
+            keep = keep.cuda()
+        return self.linear(x * keep)
+
+
+class GuardThenFixedDevice(nn.Module):
+    """A NaN guard (needs values: the meta run stops there), then a fixed-device arange."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.position = nn.Embedding(16, 4)
+
+    def forward(self, x: Tensor) -> Tensor:  # x: (batch, length, 4)
+        if torch.isnan(x).any():
+            raise ValueError("NaN in the input")
+        positions = torch.arange(x.shape[1])
+        return x + self.position(positions)
+
+
+class SizedByFirstBatch(nn.Module):
+    """Data-dependent init (as ActNorm): the buffer's size comes from the first batch."""
+
+    scale: Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("scale", torch.empty(0))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.scale.numel() == 0:
+            self.scale = x.detach().abs().mean(0) + 1.0
+        return x / self.scale
+
+
+class ReassignedBuffer(nn.Module):
+    """Keeps an average by assigning a new tensor to its buffer every call."""
+
+    ema: Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+        self.register_buffer("ema", torch.zeros(4))
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.linear(x)
+        if self.training:
+            self.ema = 0.9 * self.ema + 0.1 * y.detach().mean(0)
+        return y
+
+
+class HardCodedDouble(nn.Module):
+    """Computes the log-probabilities in float64 "for stability", and returns float64."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        logits = self.linear(x)
+        return logits.double().log_softmax(-1)
+
+
+class LargeNegativeMask(nn.Module):
+    """Masks with -1e9: overflows float16 (use torch.finfo(scores.dtype).min)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        scores = self.linear(x)
+        scores = scores.masked_fill(scores < -1.0, -1e9)
+        return scores.softmax(-1)
+
+
+class IgnoresDtype(nn.Module):
+    """Takes dtype= and never passes it on: a bfloat16 model gets a float32 layer."""
+
+    def __init__(
+        self,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,  # noqa: ARG002 - the mistake: never used
+    ) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4, device=device)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x)
+
+
+class KeepsActivation(nn.Module):
+    """Keeps the last hidden state on self "for the next step": it holds the whole graph."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        hidden = torch.tanh(self.linear(x))
+        self.last_hidden = hidden
+        return hidden
+
+
+class InPlaceAfterSigmoid(nn.Module):
+    """Changes sigmoid's output in place: autograd saved it, so backward fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate = torch.sigmoid(self.linear(x))
+        gate.mul_(2.0)
+        return gate
+
+
+class LinearMadeInForward(nn.Module):
+    """Builds its projection in forward(): new random weights, never trained."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        projection = nn.Linear(x.shape[-1], 16)
+        return projection(x)
+
+
+class KeywordOnly(nn.Module):
+    """Needs a keyword input: called without it, forward() cannot run."""
+
+    def forward(self, x: Tensor, *, mask: Tensor) -> Tensor:
+        return x * mask.unsqueeze(-1)
+
+
+class LambdaActivation(nn.Module):
+    """Keeps a lambda as an attribute: the module cannot be pickled (DataLoader workers,
+    torch.save(model), multiprocessing)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+        self.activation = lambda t: t.clamp(min=0.0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.activation(self.linear(x))
+
+
+class StaleExtraRepr(nn.Module):
+    """extra_repr() names an attribute that was renamed in __init__: print(model) fails."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.size = 4
+        self.linear = nn.Linear(self.size, self.size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x)
+
+    def extra_repr(self) -> str:
+        return f"features={self.features}"
+
+
+class FlattensWithView(nn.Module):
+    """Flattens with view(): fails on a non-contiguous input (a transposed batch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:  # (batch, length, 2)
+        return self.linear(x.view(x.shape[0], -1))
+
+
 @dataclass(frozen=True)
 class Case:
     """A broken module, what the checker must say about it, and how to call it."""
@@ -271,9 +481,52 @@ CASES = [
     ),
     Case(
         IgnoresDevice,
-        "meta-init",
+        "factory-kwargs",
         "buffer 'shift'",
+        frozenset({"meta-init"}),  # and reset_parameters() never fills it
         says="made it on cpu",
         options={"factory": IgnoresDevice},
+    ),
+    Case(
+        EvalBranchDevice,
+        "fixed-device",
+        "torch.linspace",
+        frozenset({"fixed-dtype"}),  # linspace without dtype= is float32, too
+        says="eval mode",
+    ),
+    Case(EvalBranchGrowth, "growing-state", "attribute 'seen'", says="eval mode"),
+    Case(CudaGuardedMove, "fixed-device", "keep.cuda()", says="patched to True"),
+    Case(
+        GuardThenFixedDevice,
+        "fixed-device",
+        "torch.arange(x.shape[1])",
+        says="no device=",
+        inputs=(torch.randn(2, 3, 4),),
+    ),
+    Case(SizedByFirstBatch, "state-dict", "SizedByFirstBatch", says="fresh instance failed"),
+    Case(ReassignedBuffer, "state-in-forward", "buffer 'ema'", says="new object"),
+    Case(HardCodedDouble, "fixed-dtype", "logits.double()", says="bfloat16 module"),
+    Case(LargeNegativeMask, "fixed-dtype", "-1e9", says="overflows float16"),
+    Case(
+        IgnoresDtype,
+        "factory-kwargs",
+        "parameter 'linear.weight'",
+        says="made it torch.float32",
+        options={"factory": IgnoresDtype},
+    ),
+    Case(KeepsActivation, "unregistered-tensor", "attribute 'last_hidden'", says="activation"),
+    Case(InPlaceAfterSigmoid, "backward", "torch.sigmoid(self.linear(x))"),
+    Case(LambdaActivation, "pickle", "attribute 'activation'"),
+    Case(StaleExtraRepr, "repr", "self.features"),
+    Case(
+        FlattensWithView,
+        "non-contiguous",
+        "x.view(x.shape[0], -1)",
+        inputs=(torch.randn(3, 2, 2),),
+    ),
+    Case(
+        LinearMadeInForward,
+        "state-in-forward",
+        "local Linear 'projection' in forward()",
     ),
 ]

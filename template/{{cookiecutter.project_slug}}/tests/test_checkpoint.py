@@ -34,7 +34,7 @@ def test_round_trip_restores_model_optimizer_and_step(tmp_path: Path) -> None:
     torch.manual_seed(1)  # other initial weights, which the checkpoint must overwrite
     fresh = Model()
     fresh_optimizer = torch.optim.AdamW(fresh.parameters(), lr=1e-2)
-    assert checkpoint.load(path, fresh, fresh_optimizer) == 7
+    assert checkpoint.load(path, fresh, fresh_optimizer)["step"] == 7
     for key, value in model.state_dict().items():
         assert torch.equal(fresh.state_dict()[key], value), key
     saved_state = optimizer.state_dict()["state"]
@@ -95,7 +95,7 @@ def test_crash_during_save_keeps_the_previous_checkpoint(
     assert path.read_bytes() == before  # the old checkpoint, whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]  # no temporary left
     fresh, fresh_optimizer = trained()
-    assert checkpoint.load(path, fresh, fresh_optimizer) == 1
+    assert checkpoint.load(path, fresh, fresh_optimizer)["step"] == 1
 
 
 def test_checkpoint_of_a_different_model_is_refused(tmp_path: Path) -> None:
@@ -140,3 +140,118 @@ def test_unwritable_directory_is_refused(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(CheckpointError, match="cannot write checkpoints to"):
         checkpoint.check_writable(blocker / "checkpoints")
+
+
+def test_each_rank_gets_its_own_random_number_generator_state_back(tmp_path: Path) -> None:
+    model, optimizer = trained()
+    path = tmp_path / "last.pt"
+    states = []
+    for seed in (10, 11):  # two ranks' generators
+        torch.manual_seed(seed)
+        random.seed(seed)
+        states.append(checkpoint.rng_state())
+    checkpoint.save(path, model, optimizer, step=1, state={"rng": states})
+    for rank, seed in enumerate((10, 11)):
+        torch.manual_seed(99)
+        checkpoint.load(path, model, optimizer, rank=rank)
+        torch.manual_seed(seed)
+        expected = torch.rand(3)
+        checkpoint.load(path, model, optimizer, rank=rank)
+        assert torch.equal(torch.rand(3), expected), rank
+
+
+def test_loop_state_is_saved_and_returned(tmp_path: Path) -> None:
+    model, optimizer = trained()
+    path = tmp_path / "last.pt"
+    checkpoint.save(path, model, optimizer, step=4, state={"best_val_loss": 0.5, "data": {"x": 1}})
+    state = checkpoint.load(path, model, optimizer)
+    assert state["step"] == 4
+    assert state["best_val_loss"] == 0.5
+    assert state["data"] == {"x": 1}
+    assert "model" not in state
+    assert "optimizer" not in state
+
+
+def test_saved_files_get_the_permissions_of_the_umask(tmp_path: Path) -> None:
+    model, optimizer = trained()
+    plain = tmp_path / "plain"
+    plain.write_text("")  # what open() makes under this umask (mkstemp would make 0o600)
+    checkpoint.save(tmp_path / "last.pt", model, optimizer, step=1)
+    checkpoint.atomic_copy(tmp_path / "last.pt", tmp_path / "best.pt")
+    assert (tmp_path / "last.pt").stat().st_mode == plain.stat().st_mode
+    assert (tmp_path / "best.pt").stat().st_mode == plain.stat().st_mode
+
+
+# --- resolve_start: may a run start here? ----------------------------------------------
+
+
+def test_a_fresh_start_in_an_empty_or_missing_folder_is_allowed(tmp_path: Path) -> None:
+    assert checkpoint.resolve_start(tmp_path / "new", resume=False).resume_from is None
+    assert checkpoint.resolve_start(tmp_path, resume=False).resume_from is None
+
+
+def test_a_fresh_start_over_a_checkpoint_is_refused_in_one_line(tmp_path: Path) -> None:
+    model, optimizer = trained()
+    checkpoint.save(tmp_path / "last.pt", model, optimizer, step=300)
+    with pytest.raises(CheckpointError) as caught:
+        checkpoint.resolve_start(tmp_path, resume=False)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path / 'last.pt'} holds a run at step 300: ")
+    assert "--resume" in message
+    assert "another --checkpoint-dir" in message
+    assert "\n" not in message
+
+
+def test_a_fresh_start_over_an_unreadable_checkpoint_is_refused_too(tmp_path: Path) -> None:
+    (tmp_path / "last.pt").write_bytes(b"half a file")
+    with pytest.raises(CheckpointError, match="holds an unreadable checkpoint"):
+        checkpoint.resolve_start(tmp_path, resume=False)
+
+
+def test_resume_needs_a_checkpoint(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match="no checkpoint at"):
+        checkpoint.resolve_start(tmp_path, resume=True)
+    model, optimizer = trained()
+    checkpoint.save(tmp_path / "last.pt", model, optimizer, step=1)
+    assert checkpoint.resolve_start(tmp_path, resume=True).resume_from == tmp_path / "last.pt"
+
+
+@pytest.mark.parametrize("clean", [True, False])
+def test_temporary_files_of_killed_saves_are_removed(tmp_path: Path, clean: bool) -> None:
+    leftovers = [tmp_path / ".last.pt.abc123", tmp_path / ".best.pt.k9"]
+    for leftover in leftovers:
+        leftover.write_bytes(b"x" * 1000)
+    other = tmp_path / "notes.txt"
+    other.write_text("mine")
+    start = checkpoint.resolve_start(tmp_path, resume=False, clean=clean)
+    assert sorted(start.removed) == (sorted(leftovers) if clean else [])
+    assert all(p.exists() != clean for p in leftovers)
+    assert other.exists()
+
+
+def test_links_are_copies_that_keep_their_content_when_the_source_is_saved_again(
+    tmp_path: Path,
+) -> None:
+    model, optimizer = trained()
+    last, best = tmp_path / "last.pt", tmp_path / "best.pt"
+    checkpoint.save(last, model, optimizer, step=1, links=[best])
+    assert best.read_bytes() == last.read_bytes()
+    checkpoint.save(last, model, optimizer, step=2)
+    assert checkpoint.saved_step(best) == 1
+    assert checkpoint.saved_step(last) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "last.pt"]
+
+
+def test_only_the_newest_step_checkpoints_are_kept(tmp_path: Path) -> None:
+    model, optimizer = trained()
+    for step in (5, 10, 15, 100):
+        links = [checkpoint.step_path(tmp_path, step)]
+        checkpoint.save(tmp_path / "last.pt", model, optimizer, step=step, links=links)
+        checkpoint.remove_old_steps(tmp_path, keep=2)
+    assert sorted(p.name for p in tmp_path.glob("step-*.pt")) == [
+        "step-00000015.pt",
+        "step-00000100.pt",
+    ]
+    assert checkpoint.saved_step(tmp_path / "step-00000015.pt") == 15
+    checkpoint.remove_old_steps(tmp_path, keep=0)  # 0: step checkpoints are not managed
+    assert len(list(tmp_path.glob("step-*.pt"))) == 2

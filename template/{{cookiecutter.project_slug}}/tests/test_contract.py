@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -22,9 +23,11 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 import broken_modules
+import correct_modules
+from {{ cookiecutter.package_name }} import testing
 from {{ cookiecutter.package_name }}.layers import {{ cookiecutter.layer_class }}
 from {{ cookiecutter.package_name }}.model import Model, ModelConfig
-from {{ cookiecutter.package_name }}.testing import ModuleContractError, check_module_contract
+from {{ cookiecutter.package_name }}.testing import RULES, ModuleContractError, check_module_contract
 
 Layer = {{ cookiecutter.layer_class }}  # the layer under test
 SMALL = ModelConfig(in_features=6, hidden_features=8, num_layers=2, num_classes=3)
@@ -43,14 +46,17 @@ def model_factory(**factory_kwargs: Any) -> nn.Module:
     return Model(SMALL, **factory_kwargs)
 
 
+@pytest.mark.parametrize("rule", RULES)
 @pytest.mark.parametrize("bias", [True, False])
-def test_layer_keeps_the_contract(bias: bool) -> None:
+def test_layer_keeps_the_contract(bias: bool, rule: str) -> None:
     factory = layer_factory(bias)
-    check_module_contract(factory(), torch.randn(2, 4, 5), factory=factory)
+    check_module_contract(factory(), torch.randn(2, 4, 5), factory=factory, rules=[rule])
 
 
-def test_model_keeps_the_contract() -> None:
-    check_module_contract(model_factory(), torch.randn(8, SMALL.in_features), factory=model_factory)
+@pytest.mark.parametrize("rule", RULES)
+def test_model_keeps_the_contract(rule: str) -> None:
+    x = torch.randn(8, SMALL.in_features)
+    check_module_contract(model_factory(), x, factory=model_factory, rules=[rule])
 
 
 @pytest.mark.parametrize("case", broken_modules.CASES, ids=lambda case: case.id)
@@ -61,6 +67,16 @@ def test_checker_catches_each_broken_module(case: broken_modules.Case) -> None:
     assert error.rules == {case.rule} | case.also, str(error)
     reports = [f"{v.where}: {v.problem}" for v in error.violations if v.rule == case.rule]
     assert any(case.names in r and case.says in r for r in reports), str(error)
+
+
+@pytest.mark.parametrize("idiom", correct_modules.IDIOMS, ids=lambda idiom: idiom.name)
+def test_checker_accepts_each_modern_idiom_without_a_skip(idiom: correct_modules.Idiom) -> None:
+    factory = idiom.factory if idiom.takes_factory_kwargs else None
+    report = check_module_contract(
+        idiom.build(), *idiom.inputs(), kwargs=idiom.kwargs(), factory=factory
+    )
+    assert report.skipped == []
+    assert report.rules == list(RULES)
 
 
 # torch.nn's own layers keep the contract: the checker must accept every one of them.
@@ -114,11 +130,94 @@ def test_a_crash_is_reported_as_a_contract_error() -> None:
 def test_a_rule_can_be_switched_off_with_a_reason() -> None:
     x = torch.randn(3, 4)
     reason = {"unused-parameter": "the auxiliary head is trained in stage 2"}
-    check_module_contract(broken_modules.UnusedHead(), x, skip=reason)
+    report = check_module_contract(broken_modules.UnusedHead(), x, skip=reason)
+    skipped = [v.where for v in report.skipped]
+    assert skipped == ["parameter 'aux_head.weight'", "parameter 'aux_head.bias'"]
     with pytest.raises(ValueError, match="give the reason"):
         check_module_contract(broken_modules.UnusedHead(), x, skip={"unused-parameter": " "})
     with pytest.raises(ValueError, match="unknown rule 'unused'"):
         check_module_contract(broken_modules.UnusedHead(), x, skip={"unused": "typo"})
+    with pytest.raises(ValueError, match="rules: unknown rule 'dtype'"):
+        check_module_contract(broken_modules.UnusedHead(), x, rules=["dtype"])
+
+
+class TwoDtypeBugs(nn.Module):
+    """A deliberate float32 step (skipped at its line) and an accidental one (reported)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.linear(x) + torch.ones(4)  # accidental: float32 whatever the module's dtype
+        return self.deliberate(y)
+
+    def deliberate(self, y: Tensor) -> Tensor:
+        return y * torch.full((4,), 0.5)  # deliberate, say: a float32 constant table
+
+
+def test_a_skip_covers_only_the_place_it_names() -> None:
+    x = torch.randn(3, 4)
+    with pytest.raises(ModuleContractError) as caught:
+        check_module_contract(
+            TwoDtypeBugs(), x, rules=["fixed-dtype"], skip={"fixed-dtype@deliberate()": "a table"}
+        )
+    wheres = [v.where for v in caught.value.violations]
+    assert len(wheres) == 1, str(caught.value)
+    assert "torch.ones(4)" in wheres[0]
+    line = int(wheres[0].split(" ")[0].rpartition(":")[2])  # file:line in function() `code`
+    report = check_module_contract(
+        TwoDtypeBugs(),
+        x,
+        rules=["fixed-dtype"],
+        skip={
+            "fixed-dtype@deliberate()": "a float32 table, by design",
+            f"fixed-dtype@test_contract.py:{line}": "the ones, by design",
+        },
+    )
+    assert len(report.skipped) == 2
+
+
+def test_a_skip_that_matches_nothing_is_reported() -> None:
+    with pytest.raises(ModuleContractError, match=r"\[stale-skip\] fixed-dtype@mask"):
+        check_module_contract(nn.Linear(4, 4), torch.randn(3, 4), skip={"fixed-dtype@mask": "x"})
+
+
+def test_forward_keyword_inputs_are_passed() -> None:
+    x, mask = torch.randn(3, 5, 4), torch.ones(3, 5)
+    check_module_contract(correct_modules.MaskedMean(), x, kwargs={"mask": mask})
+    with pytest.raises(ModuleContractError, match=r"\[crash\].*missing.*mask"):
+        check_module_contract(broken_modules.KeywordOnly(), x)
+
+
+def test_a_meta_run_that_stops_early_says_where_and_the_rest_is_checked() -> None:
+    case = broken_modules.GuardThenFixedDevice()
+    with pytest.raises(ModuleContractError) as caught:
+        check_module_contract(case, torch.randn(2, 3, 4), rules=["fixed-device"])
+    error = caught.value
+    assert any("meta run stopped at" in n and "torch.isnan(x).any()" in n for n in error.notes)
+    assert "torch.arange(x.shape[1])" in str(error)
+
+
+def test_an_activation_kept_on_self_gets_the_detach_advice() -> None:
+    with pytest.raises(ModuleContractError) as caught:
+        check_module_contract(broken_modules.KeepsActivation(), torch.randn(3, 4))
+    (violation,) = caught.value.violations
+    assert "graph-attached" in violation.fix
+    assert "detached copy" in violation.fix
+    assert "register" not in violation.fix
+
+
+def test_a_module_made_in_forward_is_reported_once_by_name() -> None:
+    with pytest.raises(ModuleContractError) as caught:
+        check_module_contract(broken_modules.LinearMadeInForward(), torch.randn(3, 4))
+    (violation,) = caught.value.violations
+    assert violation.where == "local Linear 'projection' in forward()"
+
+
+def test_installed_libraries_count_as_library_code() -> None:
+    assert testing._is_library(np.__file__)  # numpy: installed, in site-packages
+    assert not testing._is_library(__file__)
 
 
 def test_the_checker_leaves_the_module_and_the_random_state_alone() -> None:
@@ -162,6 +261,7 @@ def test_layer_under_cpu_autocast_returns_the_autocast_dtype() -> None:
     assert layer.weight.grad.dtype == torch.float32  # the parameters stay float32
 
 
+@pytest.mark.slow  # about 5 s: dynamo traces forward and backward
 def test_layer_compiles_to_one_graph() -> None:
     if not torch._dynamo.is_dynamo_supported():
         pytest.skip(f"torch.compile does not support this platform with torch {torch.__version__}")
@@ -212,6 +312,7 @@ def ddp_worker(rank: int, world_size: int, port: int, out: Path) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # about 6 s: two processes start and import torch
 def test_distributed_data_parallel_on_two_cpu_processes(tmp_path: Path) -> None:
     if not dist.is_available() or not dist.is_gloo_available():
         pytest.skip(f"torch {torch.__version__} was built without the gloo backend")

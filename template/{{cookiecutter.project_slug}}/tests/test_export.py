@@ -6,6 +6,7 @@ command that installs it (``nox -s export`` installs it and runs them).
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -113,10 +114,11 @@ def test_torchscript_round_trip(model: Model, example: Tensor, tmp_path: Path) -
     with warnings.catch_warnings(record=True) as record:
         warnings.simplefilter("always")
         artifact = export.export_torchscript(model, example, tmp_path / "model.pt")
-    # The model keeps the contract, so torch.jit.script compiles it: no trace fallback.
+    # TorchScript is not part of the contract: the model need not script. A fallback to
+    # tracing is announced by a warning, and the parity check still holds.
     fallbacks = [str(w.message) for w in record if "fell back to torch.jit.trace" in str(w.message)]
-    assert artifact.note == "script", fallbacks
-    assert fallbacks == []
+    assert artifact.note in {"script", "trace"}
+    assert (artifact.note == "trace") == bool(fallbacks), fallbacks
     loaded = torch.jit.load(str(artifact.path))
     x = torch.randn(5, model.config.in_features)
     with torch.no_grad():
@@ -237,3 +239,123 @@ def test_missing_dependency_names_the_extra(
     expected = f"error: onnx is not installed (an optional dependency): {export.INSTALL_EXPORT}"
     assert err == expected + "\n"
     assert not (tmp_path / "model.onnx").exists()
+
+
+@pytest.mark.slow  # AOTInductor compiles C++: about 45 s on a CPU
+def test_aoti_package_round_trip_with_a_dynamic_batch(
+    model: Model, example: Tensor, tmp_path: Path
+) -> None:
+    import torch._inductor  # noqa: PLC0415
+
+    artifact = export.export_aoti(model, example, tmp_path / "model.aoti.pt2")
+    assert artifact.max_abs_diff <= export.ATOL
+    loaded = torch._inductor.aoti_load_package(str(artifact.path))
+    for batch in (1, 7, 64, 200):  # 200: beyond every batch the export saw
+        x = torch.randn(batch, model.config.in_features)
+        with torch.no_grad():
+            torch.testing.assert_close(loaded(x), model(x), atol=export.ATOL, rtol=export.RTOL)
+
+
+def test_triton_python_entry_matches_the_onnx_entry(
+    onnx_artifact: export.Artifact,
+    model: Model,
+    example: Tensor,
+    tmp_path: Path,
+) -> None:
+    model_config_pb2 = pytest.importorskip(
+        "tritonclient.grpc.model_config_pb2", reason=NEEDS_EXPORT_EXTRA
+    )
+    text_format = pytest.importorskip("google.protobuf.text_format")
+    repository = tmp_path / "triton"
+    entry = export.export_triton_python(
+        model, example, repository, name="classifier_python", onnx_path=onnx_artifact.path
+    )
+    assert sorted(p.name for p in (entry.path / "1").iterdir()) == ["model.onnx", "model.py"]
+    python = text_format.Parse(
+        (entry.path / "config.pbtxt").read_text(encoding="utf-8"), model_config_pb2.ModelConfig()
+    )
+    onnx_config = text_format.Parse(
+        export.triton_config(onnx_artifact.path, name="classifier_python", max_batch_size=64),
+        model_config_pb2.ModelConfig(),
+    )
+    assert python.backend == "python"
+    assert python.input == onnx_config.input
+    assert python.output == onnx_config.output
+    assert python.max_batch_size == onnx_config.max_batch_size == 64
+    assert python.dynamic_batching == onnx_config.dynamic_batching
+    assert python.HasField("dynamic_batching")
+
+
+def test_triton_aoti_config_states_its_limits(onnx_artifact: export.Artifact) -> None:
+    model_config_pb2 = pytest.importorskip(
+        "tritonclient.grpc.model_config_pb2", reason=NEEDS_EXPORT_EXTRA
+    )
+    text_format = pytest.importorskip("google.protobuf.text_format")
+    text = export.triton_aoti_config(onnx_artifact.path, name="classifier_aoti")
+    config = text_format.Parse(text, model_config_pb2.ModelConfig())
+    assert (config.backend, config.platform) == ("pytorch", "torch_aoti")
+    assert config.max_batch_size == 1  # the backend does not batch AOTInductor packages yet
+    assert not config.HasField("dynamic_batching")
+    assert [t.name for t in config.input] == ["INPUT__0"]
+    assert [t.name for t in config.output] == ["OUTPUT__0"]
+
+
+def test_cli_out_that_is_a_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "exported"
+    blocker.write_text("keep me")
+    assert export.main(["--format", "pt2", "--out", str(blocker)]) == 1
+    assert capsys.readouterr().err == (
+        f"error: --out {blocker} is a file, not a folder: give a folder to write into\n"
+    )
+    assert blocker.read_text() == "keep me"
+
+
+def test_cli_read_only_out_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        if os.access(folder, os.W_OK):  # root ignores permission bits; sysfs refuses it too
+            folder = Path("/sys")
+            if os.access(folder, os.W_OK) and not _refuses_files(folder):
+                pytest.skip("no read-only folder here: root can write into every one")
+        out = folder / "exported"
+        assert export.main(["--format", "pt2", "--out", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1
+        assert err.startswith(f"error: --out {out} is not writable (")
+        assert not out.exists()
+    finally:
+        (tmp_path / "read-only").chmod(0o755)
+
+
+def _refuses_files(folder: Path) -> bool:
+    try:
+        (folder / "exported").mkdir()
+    except OSError:
+        return True
+    (folder / "exported").rmdir()
+    return False
+
+
+@pytest.mark.parametrize("opset", ["13", "26", "x"])
+def test_cli_rejects_an_opset_the_exporter_does_not_produce(
+    opset: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        export.main(["--format", "onnx", "--opset", opset])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --opset" in err
+    assert (f"choose {export.MIN_OPSET} to {export.MAX_OPSET}" in err) or "integer" in err
+
+
+def test_onnx_report_names_the_opset_written(model: Model, example: Tensor, tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx", reason=NEEDS_EXPORT_EXTRA)
+    pytest.importorskip("onnxscript", reason=NEEDS_EXPORT_EXTRA)
+    artifact = export.export_onnx(model, example, tmp_path / "model.onnx", opset=17)
+    (default,) = (o for o in onnx.load(str(artifact.path)).opset_import if o.domain == "")
+    assert default.version == 17
+    assert artifact.note == "opset 17"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,7 +27,9 @@ from {{ cookiecutter.package_name }} import train
 from {{ cookiecutter.package_name }}.model import Model
 
 # Batches of 256 make 16 steps an epoch (4096 samples): 20 steps cross an epoch boundary.
+# TensorBoard has tests of its own (test_tensorboard.py); elsewhere it is off.
 FAST = ["--device", "cpu", "--batch-size", "256", "--log-every", "5", "--eval-every", "10"]
+FAST += ["--no-tensorboard"]
 MODULE = "{{ cookiecutter.package_name }}.train"
 # Child interpreters find the package where this one did, and use one thread: the model
 # is tiny, and two processes of N threads each on N cores crawl.
@@ -52,14 +55,35 @@ def records(directory: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines]
 
 
-def saved(directory: Path) -> dict[str, Any]:
-    return torch.load(directory / "last.pt", weights_only=True)
+def saved(directory: Path, name: str = "last.pt") -> dict[str, Any]:
+    return torch.load(directory / name, weights_only=True)
+
+
+def assert_same_weights(one: dict[str, Any], other: dict[str, Any]) -> None:
+    assert one["step"] == other["step"]
+    for key, value in other["model"].items():
+        assert torch.equal(one["model"][key], value), key
+    for index, state in other["optimizer"]["state"].items():
+        for name, value in state.items():
+            assert torch.equal(one["optimizer"]["state"][index][name], value), (index, name)
+
+
+def one_line_error(args: list[str]) -> str:
+    """The message that ``main(args)`` exits with: one line, "error: ..." (status 1)."""
+    with pytest.raises(SystemExit) as exited:
+        train.main(args)
+    message = exited.value.code
+    assert isinstance(message, str)  # sys.exit(str): printed to stderr, exit status 1
+    assert message.startswith("error: ")
+    assert "\n" not in message
+    return message
 
 
 def test_short_run_learns_and_saves_checkpoint_and_metrics(tmp_path: Path) -> None:
     train.main(["--steps", "30", "--lr", "1e-2", "--checkpoint-dir", str(tmp_path), *FAST])
 
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt", "metrics.jsonl"]
+    names = ["best.pt", "config.json", "last.pt", "metrics.jsonl"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
     state = saved(tmp_path)
     assert state["step"] == 30
     Model().load_state_dict(state["model"])  # strict: every key, no wrapper prefix
@@ -74,19 +98,22 @@ def test_short_run_learns_and_saves_checkpoint_and_metrics(tmp_path: Path) -> No
 def test_resume_is_bit_identical_to_an_uninterrupted_run(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """With warmup, cosine decay, clipping and accumulation all on."""
     interrupted, straight = tmp_path / "interrupted", tmp_path / "straight"
-    train.main(["--steps", "20", "--checkpoint-dir", str(interrupted), *FAST])
-    train.main(["--steps", "40", "--checkpoint-dir", str(interrupted), "--resume", *FAST])
-    train.main(["--steps", "40", "--checkpoint-dir", str(straight), *FAST])
+    # --decay-steps: the schedule of a 40-step run, also for its first 20 steps.
+    extra = ["--warmup-steps", "5", "--decay-steps", "40", "--grad-clip", "0.05", *FAST]
+    extra += ["--grad-accum", "2"]
+    extra += ["--batch-size", "128"]
+    train.main(["--steps", "20", "--checkpoint-dir", str(interrupted), *extra])
+    train.main(["--steps", "40", "--checkpoint-dir", str(interrupted), "--resume", *extra])
+    train.main(["--steps", "40", "--checkpoint-dir", str(straight), *extra])
 
     assert "at step 20" in capsys.readouterr().out
-    resumed, uninterrupted = saved(interrupted), saved(straight)
-    assert resumed["step"] == uninterrupted["step"] == 40
-    for key, value in uninterrupted["model"].items():
-        assert torch.equal(resumed["model"][key], value), key
-    for index, state in uninterrupted["optimizer"]["state"].items():
-        for name, value in state.items():
-            assert torch.equal(resumed["optimizer"]["state"][index][name], value), (index, name)
+    assert saved(straight)["step"] == 40
+    assert_same_weights(saved(interrupted), saved(straight))
+    # The schedule and the clipping were on: the learning rate warmed up and decayed.
+    rates = [r["lr"] for r in records(straight) if "lr" in r]
+    assert rates[0] < rates[1] > rates[-1] > 0
 
 
 def test_amp_autocasts_the_compute_not_the_weights(tmp_path: Path) -> None:
@@ -108,11 +135,18 @@ def test_resume_at_the_target_step_does_nothing(
 
 @pytest.mark.parametrize(
     "case",
-    ["cuda-without-cuda", "resume-without-checkpoint", "different-model", "unwritable-dir"],
+    [
+        "cuda-without-cuda",
+        "resume-without-checkpoint",
+        "different-model",
+        "unwritable-dir",
+        "batch-larger-than-data",
+    ],
 )
 def test_bad_input_gives_a_one_line_error(tmp_path: Path, case: str) -> None:
     directory = tmp_path / "checkpoints"
     args = ["--steps", "2", "--device", "cpu", "--checkpoint-dir", str(directory)]
+    args += ["--no-tensorboard"]
     if case == "cuda-without-cuda":
         if torch.cuda.is_available():
             pytest.skip("CUDA is available here, so --device cuda is not bad input")
@@ -125,18 +159,14 @@ def test_bad_input_gives_a_one_line_error(tmp_path: Path, case: str) -> None:
         train.main(args)  # a checkpoint of the default model
         args += ["--resume", "--hidden-features", "32"]
         expected = "different model (hidden_features=64 there, 32 here)"
-    else:
+    elif case == "unwritable-dir":
         (tmp_path / "a-file").write_text("")
         args += ["--checkpoint-dir", str(tmp_path / "a-file" / "checkpoints")]
         expected = "cannot write checkpoints to"
-
-    with pytest.raises(SystemExit) as exited:
-        train.main(args)
-    message = exited.value.code
-    assert isinstance(message, str)  # sys.exit(str): printed to stderr, exit status 1
-    assert message.startswith("error: ")
-    assert "\n" not in message
-    assert expected in message
+    else:
+        args += ["--batch-size", "5000"]
+        expected = "--batch-size 5000 is more than the 4096 samples per process"
+    assert expected in one_line_error(args)
 
 
 def test_bad_input_exits_1_without_traceback(tmp_path: Path) -> None:
@@ -152,6 +182,7 @@ def test_bad_input_exits_1_without_traceback(tmp_path: Path) -> None:
     assert result.stderr == f"error: no checkpoint at {tmp_path / 'last.pt'}\n"
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_the_step_saves_and_exits_cleanly(tmp_path: Path) -> None:
     command = [sys.executable, "-m", MODULE, "--steps", "1000000", "--log-every", "1"]
     command += ["--device", "cpu", "--checkpoint-dir", str(tmp_path)]
@@ -188,13 +219,15 @@ def test_ctrl_c_finishes_the_step_saves_and_returns(
         os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=interrupt_once_training, daemon=True).start()
-    train.main(["--steps", "100000", "--log-every", "1", "--checkpoint-dir", str(tmp_path)])
+    args = ["--steps", "100000", "--log-every", "1", "--no-tensorboard"]
+    train.main([*args, "--checkpoint-dir", str(tmp_path)])
 
     assert "SIGINT: saved" in capsys.readouterr().out
     assert 0 < saved(tmp_path)["step"] < 100000
     assert signal.getsignal(signal.SIGINT) is handler  # main() put it back
 
 
+@pytest.mark.slow
 def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     """DDP over gloo: rank 0 alone logs and saves, without the "module." prefix."""
     result = subprocess.run(
@@ -214,7 +247,11 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
     assert state["step"] == 20
     Model().load_state_dict(state["model"])  # strict: no "module." prefix
     steps = [r["step"] for r in records(tmp_path)]  # one writer: each step once
-    assert steps == [5, 10, 10, 15, 20, 20]
+    assert steps == [0, 5, 10, 10, 15, 20, 20]
+    # Each rank its own random stream (seed + rank), and every rank's state is saved.
+    assert len(state["rng"]) == 2
+    assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])
+    assert state["world_size"] == 2
 
 
 @pytest.mark.cuda
@@ -226,3 +263,213 @@ def test_cuda_amp_run_and_resume(tmp_path: Path) -> None:
     assert state["step"] == 20
     assert all(torch.isfinite(value).all() for value in state["model"].values())
     assert [r["step"] for r in records(tmp_path) if "val_loss" in r] == [10, 20]
+
+
+# --- a run is never overwritten ---------------------------------------------------------
+
+
+def test_a_fresh_start_over_an_existing_run_is_refused(tmp_path: Path) -> None:
+    train.main(["--steps", "10", "--checkpoint-dir", str(tmp_path), *FAST])
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+
+    message = one_line_error(["--steps", "3", "--checkpoint-dir", str(tmp_path), *FAST])
+
+    assert f"{tmp_path / 'last.pt'} holds a run at step 10" in message
+    assert "--resume" in message
+    assert "--checkpoint-dir" in message
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_temporary_files_of_a_killed_save_are_removed_at_the_next_start(tmp_path: Path) -> None:
+    train.main(["--steps", "5", "--checkpoint-dir", str(tmp_path), *FAST])
+    leftover = tmp_path / ".last.pt.x1y2z3"  # what atomic_save leaves when killed mid-write
+    leftover.write_bytes((tmp_path / "last.pt").read_bytes()[:100])
+    train.main(["--steps", "10", "--checkpoint-dir", str(tmp_path), "--resume", *FAST])
+    assert not leftover.exists()
+    assert saved(tmp_path)["step"] == 10
+
+
+def test_checkpoints_get_the_permissions_of_the_other_files(tmp_path: Path) -> None:
+    train.main(["--steps", "5", "--checkpoint-dir", str(tmp_path), *FAST])
+    mode = (tmp_path / "metrics.jsonl").stat().st_mode
+    assert (tmp_path / "last.pt").stat().st_mode == mode
+    assert (tmp_path / "best.pt").stat().st_mode == mode
+
+
+# --- flags ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", ["-1e-3", "0", "nan", "inf", "-inf", "fast"])
+def test_invalid_learning_rate_is_rejected_by_the_parser(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        train.parse_args([f"--lr={value}"])  # "=": "-1e-3" is a value, not an option
+    assert exited.value.code == 2  # argparse's status for a usage error
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("usage: ") or "argument --lr" in error
+    assert value in error
+
+
+def test_every_run_records_its_configuration(tmp_path: Path) -> None:
+    train.main(
+        ["--steps", "5", "--hidden-features", "32", "--checkpoint-dir", str(tmp_path), *FAST]
+    )
+    record = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
+    assert record["flags"]["steps"] == 5
+    assert record["flags"]["batch_size"] == 256
+    assert record["flags"]["checkpoint_dir"] == str(tmp_path)
+    assert record["model"] == {
+        "in_features": 16,
+        "hidden_features": 32,
+        "num_layers": 2,
+        "num_classes": 4,
+    }
+    assert record["torch"] == torch.__version__
+    assert "git_commit" in record  # None outside a git checkout
+
+
+def test_config_replays_a_run_and_flags_override_it(tmp_path: Path) -> None:
+    first, replay, shorter = tmp_path / "first", tmp_path / "replay", tmp_path / "shorter"
+    args = ["--steps", "12", "--warmup-steps", "3", "--hidden-features", "16", "--amp", *FAST]
+    train.main([*args, "--checkpoint-dir", str(first)])
+    recorded = str(first / "config.json")
+
+    train.main(["--config", recorded, "--checkpoint-dir", str(replay)])
+    train.main(["--config", recorded, "--checkpoint-dir", str(shorter), "--steps", "6"])
+
+    assert_same_weights(saved(replay), saved(first))  # same flags, same run, bit for bit
+    assert saved(shorter)["step"] == 6
+    assert saved(shorter)["config"]["hidden_features"] == 16
+    flags = json.loads((replay / "config.json").read_text(encoding="utf-8"))["flags"]
+    assert flags["amp"] is True
+    assert flags["warmup_steps"] == 3
+
+
+def test_config_that_is_not_a_run_record_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "config.json"
+    bad.write_text('{"flags": {"no_such_flag": 1}}', encoding="utf-8")
+    with pytest.raises(SystemExit):
+        train.parse_args(["--config", str(bad)])
+    assert "unknown options no_such_flag" in capsys.readouterr().err
+
+
+# --- the step ---------------------------------------------------------------------------
+
+
+def test_four_micro_batches_of_16_match_one_batch_of_64() -> None:
+    torch.manual_seed(0)
+    inputs, targets = torch.randn(64, 16), torch.randint(4, (64,))
+    results = []
+    for chunks in (1, 4):
+        torch.manual_seed(1)
+        model = Model()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # gradients; weights stay
+        gradients: dict[str, torch.Tensor] = {}
+        optimizer.register_step_pre_hook(
+            lambda *_, model=model, gradients=gradients: gradients.update(
+                {name: p.grad.clone() for name, p in model.named_parameters()}
+            )
+        )
+        micro = list(zip(inputs.chunk(chunks), targets.chunk(chunks), strict=True))
+        loss, norm = train.train_step(model, optimizer, micro, device=torch.device("cpu"))
+        results.append((loss, norm, gradients))
+    (one_loss, one_norm, one), (four_loss, four_norm, four) = results
+    torch.testing.assert_close(four_loss, one_loss)
+    torch.testing.assert_close(four_norm, one_norm)
+    assert four.keys() == one.keys() == dict(Model().named_parameters()).keys()
+    for name, gradient in one.items():
+        torch.testing.assert_close(four[name], gradient, msg=name)
+
+
+def test_gradients_are_clipped_and_the_norm_before_clipping_is_returned() -> None:
+    torch.manual_seed(0)
+    model = Model()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # the same weights each step
+    norms: list[torch.Tensor] = []  # of the gradients the optimizer gets
+    optimizer.register_step_pre_hook(
+        lambda *_: norms.append(
+            torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in model.parameters()]))
+        )
+    )
+    batch = [(torch.randn(32, 16), torch.randint(4, (32,)))]
+    cpu = torch.device("cpu")
+    _, unclipped = train.train_step(model, optimizer, batch, device=cpu)
+    limit = float(unclipped) / 10
+    _, reported = train.train_step(model, optimizer, batch, device=cpu, grad_clip=limit)
+    torch.testing.assert_close(norms[0], unclipped)
+    torch.testing.assert_close(reported, unclipped)  # the norm before clipping
+    assert float(norms[1]) == pytest.approx(limit, rel=1e-4)
+
+
+# --- non-finite loss --------------------------------------------------------------------
+
+
+def test_a_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
+    tmp_path: Path,
+) -> None:
+    train.main(["--steps", "10", "--checkpoint-dir", str(tmp_path), *FAST])
+    good = (tmp_path / "last.pt").read_bytes()
+
+    # A learning rate of 1e30 sends the weights to inf within a few steps.
+    message = one_line_error(
+        ["--steps", "40", "--lr", "1e30", "--resume", "--checkpoint-dir", str(tmp_path), *FAST]
+    )
+
+    assert re.search(r": (loss|gradient norm) is (nan|inf) at step (1[1-9]|20): stopped;", message)
+    assert f"{tmp_path / 'last.pt'} (step 10) is kept" in message
+    assert (tmp_path / "last.pt").read_bytes() == good
+
+
+@pytest.mark.slow
+def test_a_non_finite_loss_exits_non_zero(tmp_path: Path) -> None:
+    data = tmp_path / "nan.pt"
+    inputs = torch.randn(64, 4)
+    inputs[3, 2] = float("nan")  # one bad sample: the input statistics become NaN
+    targets = torch.randint(2, (64,))
+    torch.save(
+        {"train_inputs": inputs, "train_targets": targets, "val_inputs": inputs,
+         "val_targets": targets},
+        data,
+    )  # fmt: skip
+    command = [sys.executable, "-m", MODULE, "--data", str(data), "--batch-size", "16"]
+    command += ["--device", "cpu", "--no-tensorboard", "--checkpoint-dir", str(tmp_path / "c")]
+    result = subprocess.run(
+        command, env=ENV, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: loss is nan at step 1: stopped; no checkpoint")
+    assert not (tmp_path / "c" / "last.pt").exists()
+
+
+# --- what a run keeps -------------------------------------------------------------------
+
+
+def test_best_checkpoint_and_the_latest_step_checkpoints_are_kept(tmp_path: Path) -> None:
+    args = ["--steps", "40", "--keep", "2", "--lr", "1e-2", "--checkpoint-dir", str(tmp_path)]
+    train.main([*args, *FAST])
+    evaluations = [r for r in records(tmp_path) if "val_loss" in r]
+    best = min(evaluations, key=lambda r: r["val_loss"])
+    assert saved(tmp_path, "best.pt")["step"] == best["step"]
+    assert saved(tmp_path, "best.pt")["best_val_loss"] == best["val_loss"]
+    steps = sorted(p.name for p in tmp_path.glob("step-*.pt"))
+    assert steps == ["step-00000030.pt", "step-00000040.pt"]
+    assert saved(tmp_path, "step-00000030.pt")["step"] == 30
+
+
+def test_metrics_mark_where_each_run_and_resume_starts(tmp_path: Path) -> None:
+    train.main(["--steps", "5", "--checkpoint-dir", str(tmp_path), *FAST])
+    train.main(["--steps", "10", "--resume", "--checkpoint-dir", str(tmp_path), *FAST])
+    events = [(r["event"], r["step"]) for r in records(tmp_path) if "event" in r]
+    assert events == [("start", 0), ("resume", 5)]
+
+
+def test_profile_writes_a_trace(tmp_path: Path) -> None:
+    train.main(["--steps", "6", "--profile", "--checkpoint-dir", str(tmp_path), *FAST])
+    traces = list((tmp_path / "profile").glob("rank0*.pt.trace.json"))
+    assert len(traces) == 1
+    trace = json.loads(traces[0].read_text(encoding="utf-8"))
+    names = {event.get("name", "") for event in trace["traceEvents"]}
+    assert any("aten::addmm" in name or "aten::mm" in name for name in names)

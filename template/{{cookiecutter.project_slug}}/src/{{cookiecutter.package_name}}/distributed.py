@@ -1,20 +1,74 @@
-"""torchrun and DistributedDataParallel: set-up, tear-down, and helpers for rank 0.
+"""torchrun, DDP and FSDP2: set-up, tear-down, wrapping, restarts, and helpers for rank 0.
 
 ``torchrun --nproc-per-node N -m <package>.train`` starts N copies of the training script
 and gives each one the environment variables ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``
 (and ``MASTER_ADDR``/``MASTER_PORT`` to meet at). A plain ``python -m <package>.train``
 has none of them and runs as a world of one, with no process group at all.
+
+Two strategies share the work of a world of several processes:
+
+* ``ddp`` (:func:`wrap_ddp`): every rank holds the whole model, its gradients and the
+  optimizer's state; ``backward()`` averages the gradients. Fastest while the model fits.
+* ``fsdp`` (:func:`fully_shard_model`): every rank holds 1/N of each parameter, gradient
+  and optimizer moment, and gathers a layer's full weights only while it runs: for models
+  that do not fit one device. Checkpoints are then sharded (``sharded_checkpoint.py``).
+
+A restarted worker is not a fresh run: torchrun (``--max-restarts``) and Slurm (a requeued
+job) count restarts in ``TORCHELASTIC_RESTART_COUNT`` and ``SLURM_RESTART_COUNT``, and
+:attr:`World.restart` tells the training loop to resume from its last checkpoint.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch import nn
+from torch.distributed.device_mesh import init_device_mesh
+from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.nn.parallel import DistributedDataParallel
 
-__all__ = ["World", "all_mean", "any_rank", "barrier", "destroy", "init"]
+from .model import Model
+
+__all__ = [
+    "STRATEGIES",
+    "DistributedError",
+    "World",
+    "all_mean",
+    "any_rank",
+    "barrier",
+    "check_strategy",
+    "destroy",
+    "fully_shard_model",
+    "init",
+    "wrap_ddp",
+]
+
+STRATEGIES = ("ddp", "fsdp")
+
+
+class DistributedError(Exception):
+    """A world that cannot run (bad environment, strategy or device); one line says why."""
+
+
+def _int_variable(env: Mapping[str, str], name: str, default: int) -> int:
+    value = env.get(name, "")
+    if value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise DistributedError(
+            f"{name}={value!r} is not a whole number: torchrun and Slurm set it; unset it to "
+            "run one process"
+        ) from None
+    if number < 0:
+        raise DistributedError(f"{name}={value!r} is negative: unset it to run one process")
+    return number
 
 
 @dataclass(frozen=True)
@@ -24,15 +78,36 @@ class World:
     rank: int = 0  # 0 .. world_size - 1, across every machine
     local_rank: int = 0  # index on this machine: which GPU this process drives
     world_size: int = 1
+    restarts: int = 0  # how often torchrun or Slurm restarted this run (0: a fresh start)
+    restarted_by: str = ""  # "torchrun" or "Slurm" when restarts > 0
 
     @classmethod
-    def from_env(cls) -> World:
-        """The world torchrun describes in the environment, or a world of one."""
-        return cls(
-            rank=int(os.environ.get("RANK", "0")),
-            local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-            world_size=int(os.environ.get("WORLD_SIZE", "1")),
+    def from_env(cls, env: Mapping[str, str] | None = None) -> World:
+        """The world torchrun describes in the environment, or a world of one.
+
+        Raises:
+            DistributedError: a variable that is not a number, or ranks that do not fit
+                the world size.
+        """
+        env = os.environ if env is None else env
+        world = cls(
+            rank=_int_variable(env, "RANK", 0),
+            local_rank=_int_variable(env, "LOCAL_RANK", 0),
+            world_size=max(_int_variable(env, "WORLD_SIZE", 1), 1),
         )
+        if world.rank >= world.world_size or world.local_rank > world.rank:
+            raise DistributedError(
+                f"RANK={world.rank}, LOCAL_RANK={world.local_rank} do not fit WORLD_SIZE="
+                f"{world.world_size}: start the processes with torchrun, not by hand"
+            )
+        elastic = _int_variable(env, "TORCHELASTIC_RESTART_COUNT", 0)
+        slurm = _int_variable(env, "SLURM_RESTART_COUNT", 0)
+        if elastic or slurm:
+            by = " and ".join(
+                name for name, count in (("torchrun", elastic), ("Slurm", slurm)) if count
+            )
+            return cls(world.rank, world.local_rank, world.world_size, elastic + slurm, by)
+        return world
 
     @property
     def distributed(self) -> bool:
@@ -42,6 +117,28 @@ class World:
     def is_main(self) -> bool:
         """Rank 0 logs, evaluates and writes checkpoints; the other ranks only train."""
         return self.rank == 0
+
+    @property
+    def restart(self) -> bool:
+        """True when torchrun or Slurm restarted this run: it resumes from its checkpoint."""
+        return self.restarts > 0
+
+
+def check_strategy(strategy: str, device: torch.device, world: World) -> str:
+    """The strategy that runs, or a :class:`DistributedError` naming what cannot.
+
+    Returns ``"single"`` in a world of one, which needs neither DDP nor FSDP.
+    """
+    if strategy not in STRATEGIES:
+        raise DistributedError(
+            f"--strategy {strategy}: unknown; choose one of {', '.join(STRATEGIES)}"
+        )
+    if strategy == "fsdp" and device.type == "mps":
+        raise DistributedError(
+            "--strategy fsdp does not run on MPS (no process group backend there): use "
+            "--device cpu, or --strategy ddp in one process"
+        )
+    return strategy if world.distributed else "single"
 
 
 def init(world: World, device: torch.device) -> None:
@@ -53,6 +150,50 @@ def init(world: World, device: torch.device) -> None:
         dist.init_process_group("nccl", device_id=device)
     else:
         dist.init_process_group("gloo")
+
+
+def wrap_ddp(model: nn.Module, device: torch.device) -> DistributedDataParallel:
+    """DDP: a whole replica on each rank; ``backward()`` averages the gradients."""
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
+def fully_shard_model(
+    model: Model, device: torch.device, world: World, *, seed: int, bf16: bool = False
+) -> Model:
+    """FSDP2: shard ``model``, built on the meta device, across the ranks, then fill it.
+
+    Each layer is its own FSDP unit (its full weights exist only while it runs), then the
+    model, for what is left (the head and the buffers). ``to_empty()`` allocates this
+    rank's shards, uninitialised, and ``reset_parameters()`` fills them: every layer sets
+    all its values there, so nothing is left holding garbage. ``bf16``: parameters are
+    gathered in bfloat16 for compute and gradients reduced in float32 (FSDP's mixed
+    precision, which replaces autocast). Returns ``model``, now an FSDP module whose
+    parameters are DTensor shards.
+    """
+    mesh = init_device_mesh(device.type, (world.world_size,))
+    policy = (
+        MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+        if bf16
+        else MixedPrecisionPolicy()
+    )
+    for layer in [*model.layers, *model.heads.values()]:
+        fully_shard(layer, mesh=mesh, mp_policy=policy)
+    fully_shard(model, mesh=mesh, mp_policy=policy)
+    model.to_empty(device=device)
+    if device.type == "cuda":
+        # DTensor's random ops give each shard its part of one seeded stream: the same
+        # weights as on one GPU, whatever the number of ranks.
+        torch.manual_seed(seed)
+        model.reset_parameters()
+    else:
+        # On the CPU, DTensor has no such generator (it warns so on every random op) and
+        # each rank would draw the same numbers for its shard: seed each rank apart.
+        torch.manual_seed(seed + world.rank)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "DTensor random operators may not have")
+            model.reset_parameters()
+    return model
 
 
 def destroy() -> None:

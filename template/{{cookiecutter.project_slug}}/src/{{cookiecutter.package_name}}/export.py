@@ -6,8 +6,19 @@ Each artifact is exported from the model in eval mode under ``torch.no_grad()``,
 dynamic batch dimension (every other dimension fixed), saved, loaded back, and compared with
 eager PyTorch at several batch sizes. A disagreement beyond the stated tolerance is an error.
 
-ONNX and Triton need the ``export`` extra (onnx, onnxscript, onnxruntime); ``.pt2`` and
-TorchScript need only torch.
+ONNX and Triton need the ``export`` extra (onnx, onnxscript, onnxruntime); ``.pt2``,
+AOTInductor and TorchScript need only torch (AOTInductor also a C++ compiler).
+
+The Triton repository (``triton/``) holds one entry per runtime, all with the same tensor
+names, shapes and dynamic batching:
+
+* ``<name>``: ``backend: "onnxruntime"``, ``1/model.onnx``;
+* ``<name>_python``: ``backend: "python"``, ``1/model.py`` running ``1/model.onnx`` with
+  ONNX Runtime inside Triton's Python backend (for builds without the ONNX Runtime
+  backend, such as the ``tritonserver`` of the ``nvidia-pytriton`` wheel);
+* ``<name>_aoti`` (with ``--format aoti`` or ``all``): ``platform: "torch_aoti"``,
+  ``1/model.pt2``, for Triton's PyTorch backend; see :func:`triton_aoti_config` for the
+  limits its documentation states.
 """
 
 from __future__ import annotations
@@ -17,6 +28,7 @@ import importlib
 import logging
 import shutil
 import sys
+import tempfile
 import time
 import traceback
 import warnings
@@ -33,18 +45,25 @@ from .model import Model, ModelConfig
 __all__ = [
     "Artifact",
     "ExportError",
+    "export_aoti",
     "export_onnx",
     "export_pt2",
     "export_torchscript",
     "export_triton",
+    "export_triton_aoti",
+    "export_triton_python",
     "load_model",
     "main",
 ]
 
-FORMATS = ("onnx", "pt2", "torchscript", "triton")
+FORMATS = ("onnx", "pt2", "aoti", "torchscript", "triton")
 INSTALL_EXPORT = "pip install '{{ cookiecutter.project_slug }}[export]'"
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 DEFAULT_OPSET = 18  # the dynamo exporter builds opset 18 graphs; others are converted
+# The opsets the converter reaches from 18 (onnxscript 0.5, onnx 1.19). Outside this range
+# torch.onnx.export falls back to opset 18 without failing, so they are refused up front,
+# and the opset of the written file is checked against the one asked for.
+MIN_OPSET, MAX_OPSET = 14, 25
 # Parity: |artifact - eager| <= ATOL + RTOL * |eager|, elementwise, in float32. Exact
 # equality is not expected: ONNX Runtime fuses and reorders the same arithmetic.
 ATOL, RTOL = 1e-5, 1e-4
@@ -205,6 +224,12 @@ def export_onnx(
             raise _explain("onnx", model, error) from error
     if program is None:  # only the legacy exporter returns None
         raise ExportError("onnx: torch.onnx.export returned no program")
+    written = program.model.opset_imports.get("", None)
+    if written != opset:  # checked before anything is written
+        raise ExportError(
+            f"onnx: asked for opset {opset}, the exporter produced opset {written}; "
+            f"choose an opset from {MIN_OPSET} to {MAX_OPSET}"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     # One self-contained file; weights move to path.data only past protobuf's 2 GB limit.
     program.save(path)
@@ -213,7 +238,17 @@ def export_onnx(
     except onnx.checker.ValidationError as error:
         raise ExportError(f"onnx: onnx.checker rejects {path}: {error}") from error
     diff = _check_parity("onnx", model, example, _onnx_runner(path))
-    return Artifact("onnx", path, _size(path), diff, time.perf_counter() - start, f"opset {opset}")
+    seconds = time.perf_counter() - start
+    return Artifact("onnx", path, _size(path), diff, seconds, f"opset {onnx_opset(path)}")
+
+
+def onnx_opset(path: Path) -> int:
+    """The default-domain opset that the ONNX file at ``path`` declares."""
+    onnx = _require("onnx")
+    model = onnx.load(str(path), load_external_data=False)
+    return next(
+        int(entry.version) for entry in model.opset_import if entry.domain in ("", "ai.onnx")
+    )
 
 
 def export_pt2(model: nn.Module, example: Tensor, path: Path) -> Artifact:
@@ -230,6 +265,34 @@ def export_pt2(model: nn.Module, example: Tensor, path: Path) -> Artifact:
     loaded = torch.export.load(path).module()
     diff = _check_parity("pt2", model, example, loaded)
     return Artifact("pt2", path, _size(path), diff, time.perf_counter() - start)
+
+
+def export_aoti(model: nn.Module, example: Tensor, path: Path) -> Artifact:
+    """AOTInductor: ``torch.export`` then ``torch._inductor.aoti_compile_and_package``.
+
+    The package (a ``.pt2`` zip holding a compiled shared library and the weights) runs
+    without Python through libtorch's ``AOTIModelPackageLoader``, and in Python through
+    ``torch._inductor.aoti_load_package``, which the parity check uses. The batch
+    dimension stays dynamic. Compiling takes tens of seconds on a CPU (a C++ compiler is
+    needed); the package runs on the device type it was compiled for.
+    """
+    import torch._inductor  # noqa: PLC0415 - a second to import: only when asked for
+
+    start = time.perf_counter()
+    model.eval()
+    with torch.no_grad():
+        try:
+            program = torch.export.export(model, (example,), dynamic_shapes=_dynamic_batch())
+        except Exception as error:
+            raise _explain("aoti", model, error) from error
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            torch._inductor.aoti_compile_and_package(program, package_path=str(path))
+        except Exception as error:
+            raise ExportError(f"aoti: compilation failed: {_first_line(error)}") from error
+    loaded = torch._inductor.aoti_load_package(str(path))
+    diff = _check_parity("aoti", model, example, loaded)
+    return Artifact("aoti", path, _size(path), diff, time.perf_counter() - start)
 
 
 def export_torchscript(model: nn.Module, example: Tensor, path: Path) -> Artifact:
@@ -263,8 +326,9 @@ def export_torchscript(model: nn.Module, example: Tensor, path: Path) -> Artifac
     return Artifact("torchscript", path, _size(path), diff, time.perf_counter() - start, method)
 
 
-def triton_config(onnx_path: Path, *, name: str, max_batch_size: int) -> str:
-    """A Triton ``config.pbtxt`` whose names, data types and dims come from the ONNX graph."""
+def _triton_tensors(onnx_path: Path) -> list[str]:
+    """The ``input [...]`` and ``output [...]`` blocks of a ``config.pbtxt``, read from the
+    ONNX graph: names, data types and dims (the batch dimension left out)."""
     onnx = _require("onnx")
     graph = onnx.load(str(onnx_path), load_external_data=False).graph
     initializers = {tensor.name for tensor in graph.initializer}
@@ -289,6 +353,19 @@ def triton_config(onnx_path: Path, *, name: str, max_batch_size: int) -> str:
         return [*lines, "]"]
 
     inputs = [value for value in graph.input if value.name not in initializers]
+    return [*tensors("input", inputs), *tensors("output", list(graph.output))]
+
+
+DYNAMIC_BATCHING = [
+    "# Requests that arrive within 100 us are run as one batch.",
+    "dynamic_batching {",
+    "  max_queue_delay_microseconds: 100",
+    "}",
+]
+
+
+def triton_config(onnx_path: Path, *, name: str, max_batch_size: int) -> str:
+    """A Triton ``config.pbtxt`` whose names, data types and dims come from the ONNX graph."""
     return "\n".join(
         [
             f"# Triton Inference Server model configuration for {name}, written by",
@@ -296,15 +373,82 @@ def triton_config(onnx_path: Path, *, name: str, max_batch_size: int) -> str:
             f'name: "{name}"',
             'backend: "onnxruntime"',
             f"max_batch_size: {max_batch_size}",
-            *tensors("input", inputs),
-            *tensors("output", list(graph.output)),
-            "# Requests that arrive within 100 us are run as one batch.",
-            "dynamic_batching {",
-            "  max_queue_delay_microseconds: 100",
+            *_triton_tensors(onnx_path),
+            *DYNAMIC_BATCHING,
+            "",
+        ]
+    )
+
+
+def triton_python_config(
+    onnx_path: Path, *, name: str, max_batch_size: int, intra_op_threads: int = 0
+) -> str:
+    """``config.pbtxt`` of the Python-backend entry: the same tensors and batching as
+    :func:`triton_config`, run by ``1/model.py`` (``triton_python_model.py``)."""
+    return "\n".join(
+        [
+            f"# Triton Inference Server model configuration for {name}, written by",
+            "# `python -m {{ cookiecutter.package_name }}.export`: 1/model.py runs 1/model.onnx",
+            "# with ONNX Runtime inside Triton's Python backend (onnxruntime and numpy<2 must",
+            "# be importable by the backend's Python: see README, Serving and compression).",
+            f'name: "{name}"',
+            'backend: "python"',
+            f"max_batch_size: {max_batch_size}",
+            *_triton_tensors(onnx_path),
+            *DYNAMIC_BATCHING,
+            "instance_group [",
+            "  {",
+            "    kind: KIND_CPU",
+            "    count: 1",
+            "  }",
+            "]",
+            "# ONNX Runtime's intra-op threads; 0 lets it choose (one per physical core).",
+            "parameters {",
+            '  key: "intra_op_num_threads"',
+            '  value: { string_value: "' + str(intra_op_threads) + '" }',
             "}",
             "",
         ]
     )
+
+
+def triton_aoti_config(onnx_path: Path, *, name: str) -> str:
+    """``config.pbtxt`` of the AOTInductor entry, for Triton's PyTorch backend.
+
+    Limits, as the PyTorch backend's documentation states them: ``platform: "torch_aoti"``
+    is beta (in development; to be tested with Triton 26.03 or later, and absent from the
+    ``nvidia-pytriton`` build); batch sizes above 1 and sequence batching are not yet
+    supported for AOTInductor packages, hence ``max_batch_size: 1`` and no dynamic
+    batching; tensors are addressed by position (``INPUT__0``, ``OUTPUT__0``); only
+    tensors, and tuples, lists and dicts of them, can be inputs and outputs.
+    """
+    lines = _triton_tensors(onnx_path)
+    # The same blocks as the ONNX entry, renamed to the backend's positional names.
+    text = "\n".join(lines)
+    text = text.replace(f'name: "{INPUT_NAME}"', 'name: "INPUT__0"')
+    text = text.replace(f'name: "{OUTPUT_NAME}"', 'name: "OUTPUT__0"')
+    return "\n".join(
+        [
+            f"# Triton Inference Server model configuration for {name}, written by",
+            "# `python -m {{ cookiecutter.package_name }}.export`: 1/model.pt2 is an AOTInductor",
+            "# package. Beta in Triton's PyTorch backend: batch size 1 only, no dynamic or",
+            "# sequence batching (see export.triton_aoti_config).",
+            f'name: "{name}"',
+            'backend: "pytorch"',
+            'platform: "torch_aoti"',
+            "max_batch_size: 1",
+            text,
+            "",
+        ]
+    )
+
+
+def _fresh_model_dir(model_dir: Path) -> Path:
+    """Empty ``model_dir`` with its ``1/`` version folder: nothing stale survives."""
+    if model_dir.exists():
+        shutil.rmtree(model_dir)  # a stale version or config must not survive a re-export
+    (model_dir / "1").mkdir(parents=True)
+    return model_dir / "1"
 
 
 def export_triton(
@@ -324,10 +468,7 @@ def export_triton(
     """
     start = time.perf_counter()
     model_dir = repository / name
-    version_file = model_dir / "1" / "model.onnx"
-    if model_dir.exists():
-        shutil.rmtree(model_dir)  # a stale version or config must not survive a re-export
-    version_file.parent.mkdir(parents=True)
+    version_file = _fresh_model_dir(model_dir) / "model.onnx"
     if onnx_path is None:
         export_onnx(model, example, version_file, opset=opset)
     else:
@@ -338,6 +479,87 @@ def export_triton(
     diff = _check_parity("triton", model, example, run, batch_sizes=(1, max_batch_size))
     seconds = time.perf_counter() - start
     return Artifact("triton", model_dir, _size(model_dir), diff, seconds, "onnxruntime")
+
+
+def export_triton_python(
+    model: nn.Module,
+    example: Tensor,
+    repository: Path,
+    *,
+    name: str,
+    onnx_path: Path,
+    max_batch_size: int = 64,
+    intra_op_threads: int = 0,
+    fmt: str = "triton-python",
+) -> Artifact:
+    """The Python-backend entry ``repository/name/{config.pbtxt,1/model.py,1/model.onnx}``.
+
+    ``1/model.py`` is this package's ``triton_python_model.py``; it needs ``onnxruntime``
+    and ``numpy<2`` in the Python of Triton's backend stub. Parity runs the entry's
+    ``model.onnx`` with ONNX Runtime; the tests also load the entry in a real server.
+    """
+    start = time.perf_counter()
+    model_dir = repository / name
+    version = _fresh_model_dir(model_dir)
+    shutil.copy2(onnx_path, version / "model.onnx")
+    shutil.copy2(Path(__file__).with_name("triton_python_model.py"), version / "model.py")
+    config = triton_python_config(
+        onnx_path, name=name, max_batch_size=max_batch_size, intra_op_threads=intra_op_threads
+    )
+    (model_dir / "config.pbtxt").write_text(config, encoding="utf-8")
+    run = _onnx_runner(version / "model.onnx")
+    diff = _check_parity(fmt, model, example, run, batch_sizes=(1, max_batch_size))
+    seconds = time.perf_counter() - start
+    return Artifact(fmt, model_dir, _size(model_dir), diff, seconds, "python backend")
+
+
+def write_triton_onnx(
+    repository: Path, *, name: str, onnx_path: Path, max_batch_size: int = 64
+) -> list[Path]:
+    """Add ``onnx_path`` to ``repository`` as two entries, ``name`` (ONNX Runtime backend)
+    and ``name_python`` (Python backend), with no parity check: for models that are meant
+    to differ from eager PyTorch, such as int8 ones (``compress --triton``)."""
+    entries = []
+    for entry, config in (
+        (name, triton_config(onnx_path, name=name, max_batch_size=max_batch_size)),
+        (
+            f"{name}_python",
+            triton_python_config(onnx_path, name=f"{name}_python", max_batch_size=max_batch_size),
+        ),
+    ):
+        version = _fresh_model_dir(repository / entry)
+        shutil.copy2(onnx_path, version / "model.onnx")
+        if entry.endswith("_python"):
+            shutil.copy2(Path(__file__).with_name("triton_python_model.py"), version / "model.py")
+        (repository / entry / "config.pbtxt").write_text(config, encoding="utf-8")
+        entries.append(repository / entry)
+    return entries
+
+
+def export_triton_aoti(
+    model: nn.Module,
+    example: Tensor,
+    repository: Path,
+    *,
+    name: str,
+    onnx_path: Path,
+    aoti_path: Path,
+) -> Artifact:
+    """The AOTInductor entry ``repository/name/{config.pbtxt,1/model.pt2}`` (beta in Triton:
+    batch size 1; see :func:`triton_aoti_config`). Parity runs the entry's package."""
+    import torch._inductor  # noqa: PLC0415 - a second to import: only when asked for
+
+    start = time.perf_counter()
+    model_dir = repository / name
+    version_file = _fresh_model_dir(model_dir) / "model.pt2"
+    shutil.copy2(aoti_path, version_file)
+    (model_dir / "config.pbtxt").write_text(
+        triton_aoti_config(onnx_path, name=name), encoding="utf-8"
+    )
+    run = torch._inductor.aoti_load_package(str(version_file))
+    diff = _check_parity("triton-aoti", model, example, run, batch_sizes=(1,))
+    seconds = time.perf_counter() - start
+    return Artifact("triton-aoti", model_dir, _size(model_dir), diff, seconds, "torch_aoti")
 
 
 def load_model(checkpoint: Path | None = None) -> Model:
@@ -384,18 +606,48 @@ def quiet_exporters() -> None:
     )
 
 
+def check_writable(out: Path) -> None:
+    """Create ``out`` and prove that files can be written in it, before any export runs."""
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"--out {out} is a file, not a folder: give a folder to write into")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as error:
+        raise ExportError(
+            f"--out {out} is not writable ({error.strerror or error}): give a folder you "
+            "can write to"
+        ) from None
+
+
+def _opset(text: str) -> int:
+    """argparse type of ``--opset``: an int the exporter produces."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not MIN_OPSET <= value <= MAX_OPSET:
+        raise argparse.ArgumentTypeError(
+            f"opset {value} is not produced by the exporter: choose {MIN_OPSET} to {MAX_OPSET}"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m {{ cookiecutter.package_name }}.export",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Export the model to ONNX (model.onnx), torch.export (model.pt2), TorchScript\n"
-            "(model.torchscript.pt) and a Triton model repository (triton/<name>/), and\n"
-            "check each one against eager PyTorch."
+            "Export the model to ONNX (model.onnx), torch.export (model.pt2), AOTInductor\n"
+            "(model.aoti.pt2), TorchScript (model.torchscript.pt) and a Triton model\n"
+            "repository (triton/<name>/, <name>_python/, <name>_aoti/), and check each one\n"
+            "against eager PyTorch."
         ),
         epilog=(
             "TorchScript is deprecated upstream (torch.export replaces it); it is still\n"
-            "exported because many serving stacks load it.\n"
+            "exported because many serving stacks load it. AOTInductor compiles C++: it\n"
+            "takes tens of seconds.\n"
             f"ONNX and Triton need the export extra: {INSTALL_EXPORT}"
         ),
     )
@@ -403,7 +655,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--format",
         choices=[*FORMATS, "all"],
         default="all",
-        help="onnx, pt2, torchscript (deprecated upstream), triton, or all (default)",
+        help="onnx, pt2, aoti, torchscript (deprecated upstream), triton, or all (default)",
     )
     parser.add_argument(
         "--checkpoint",
@@ -411,7 +663,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a checkpoint with a 'model' state_dict (default: a fresh, seeded model)",
     )
     parser.add_argument("--out", type=Path, default=Path("exported"), help="default: exported/")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default: 18)")
+    parser.add_argument(
+        "--opset",
+        type=_opset,
+        default=DEFAULT_OPSET,
+        help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (default: {DEFAULT_OPSET})",
+    )
     parser.add_argument(
         "--name",
         default="{{ cookiecutter.package_name }}",
@@ -438,35 +695,65 @@ def main(argv: Sequence[str] | None = None) -> int:
             for module in ("onnx", "onnxscript", "onnxruntime"):
                 _require(module)  # fail before any work is done
         model = load_model(args.checkpoint)
+        check_writable(out)
         example = example_input(model)
         artifacts: list[Artifact] = []
-        onnx_path = None
+        onnx_path = aoti_path = None
         if "onnx" in formats:
             artifacts.append(export_onnx(model, example, out / "model.onnx", opset=args.opset))
             onnx_path = artifacts[-1].path
         if "pt2" in formats:
             artifacts.append(export_pt2(model, example, out / "model.pt2"))
+        if "aoti" in formats:
+            artifacts.append(export_aoti(model, example, out / "model.aoti.pt2"))
+            aoti_path = artifacts[-1].path
         if "torchscript" in formats:
             artifacts.append(export_torchscript(model, example, out / "model.torchscript.pt"))
         if "triton" in formats:
+            repository = out / "triton"
             artifact = export_triton(
                 model,
                 example,
-                out / "triton",
+                repository,
                 name=args.name,
                 max_batch_size=args.max_batch_size,
                 onnx_path=onnx_path,
                 opset=args.opset,
             )
             artifacts.append(artifact)
+            onnx_copy = artifact.path / "1" / "model.onnx"
+            artifacts.append(
+                export_triton_python(
+                    model,
+                    example,
+                    repository,
+                    name=f"{args.name}_python",
+                    onnx_path=onnx_copy,
+                    max_batch_size=args.max_batch_size,
+                )
+            )
+            if aoti_path is not None:
+                artifacts.append(
+                    export_triton_aoti(
+                        model,
+                        example,
+                        repository,
+                        name=f"{args.name}_aoti",
+                        onnx_path=onnx_copy,
+                        aoti_path=aoti_path,
+                    )
+                )
     except ExportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(f"{'format':<12} {'size':>10} {'max|diff|':>10} {'time':>7}  path")
+    except OSError as error:  # a disk that fills up, a folder removed under our feet
+        print(f"error: cannot write to {out}: {error.strerror or error}", file=sys.stderr)
+        return 1
+    print(f"{'format':<13} {'size':>10} {'max|diff|':>10} {'time':>7}  path")
     for a in artifacts:
         size = f"{a.size / 1024:.1f} KiB"
         note = f" ({a.note})" if a.note else ""
-        row = f"{a.format:<12} {size:>10} {a.max_abs_diff:>10.2e} {a.seconds:>6.2f}s"
+        row = f"{a.format:<13} {size:>10} {a.max_abs_diff:>10.2e} {a.seconds:>6.2f}s"
         print(f"{row}  {a.path}{note}")
     print(f"parity: |diff| <= {ATOL} + {RTOL} * |eager| at batch sizes {list(BATCH_SIZES)}")
     return 0

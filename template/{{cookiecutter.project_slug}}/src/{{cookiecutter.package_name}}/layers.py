@@ -57,6 +57,11 @@ class {{ cookiecutter.layer_class }}(nn.Module):
         weight_gain: non-persistent buffer, a scalar derived from ``in_features``: moved by
             ``.to()`` but not saved, so ``reset_parameters()`` recomputes it.
 
+    Quantization: the matrix product is ``F.linear`` on the registered ``weight``, so
+    torchao's ``quantize_(model, config, filter_fn=...)`` swaps ``weight`` for a quantized
+    tensor and the layer computes with it unchanged; keep ``F.linear(input, self.weight)``
+    when you edit ``forward``.
+
     Examples::
 
         >>> layer = {{ cookiecutter.layer_class }}(20, 30)
@@ -124,13 +129,11 @@ class {{ cookiecutter.layer_class }}(nn.Module):
         output = F.linear(input, self.weight)
         # `.to(output.dtype)` is a no-op, except under autocast, where F.linear returns
         # float16/bfloat16: the layer then does too, as nn.Linear does.
-        output = output * scale.to(output.dtype)
-        bias = self.bias  # a local, so that TorchScript can narrow the Optional
-        if bias is not None:
-            # In place: `output` is a fresh tensor that no backward node saved, so autograd
-            # allows it, and it saves an allocation. Never do this to an input.
-            output += bias.to(output.dtype)
-        return output
+        scale = scale.to(output.dtype)
+        if self.bias is None:
+            return output * scale
+        # Scale and bias in one elementwise pass over the output: bias + output * scale.
+        return torch.addcmul(self.bias.to(output.dtype), output, scale)
 
     def extra_repr(self) -> str:
         return (

@@ -36,8 +36,6 @@ class Model(nn.Module):
         - Output: :math:`(N, \\text{num\\_classes})` logits.
     """
 
-    # TorchScript compiles forward() and predict(), not this Python-only property.
-    __jit_unused_properties__ = ["device"]  # noqa: RUF012
     input_mean: Tensor
     input_std: Tensor
 

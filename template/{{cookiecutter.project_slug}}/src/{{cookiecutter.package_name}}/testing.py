@@ -13,18 +13,31 @@ Call it on every layer you write, with example inputs::
 
 It raises :class:`ModuleContractError`, an ``AssertionError``, whose message lists every
 rule broken, each with the attribute, parameter or line involved and the fix; a module
-that crashes is reported the same way (rule ``crash``). The rules (the names that
-``skip=`` takes, each with its reason) are in :data:`RULES`. The example inputs must suit
-training mode too (more than one sample for batch norm). The module under test is never
-changed: every probe runs on a deep copy, and the global random state is restored.
+that crashes is reported the same way (kind ``crash``). The rules (the names that
+``rules=`` and ``skip=`` take) are in :data:`RULES`; ``rules=["fixed-dtype"]`` checks one
+alone, so that a parametrized test names the rule that failed. The example inputs must
+suit training mode too (more than one sample for batch norm). The module under test is
+never changed: every probe runs on a deep copy, and the global random state is restored.
 
 How the rules that cannot be seen by looking at the module are found:
 
-* fixed device: a copy moved to the ``meta`` device runs the inputs moved there, so a
-  tensor made on the CPU shows up on a CPU-only machine;
-* fixed dtype: a copy converted to float64 must compute and return float64;
-* both watch the torch calls made by your code (``torch.overrides.TorchFunctionMode``)
-  to report the line that made the offending tensor.
+* fixed device: a copy moved to the ``meta`` device runs the inputs moved there (in
+  training and in eval mode), so a tensor made on the CPU shows up on a CPU-only machine.
+  A call that names a device is reported and then run on ``meta``, so the run goes on to
+  the next line. If your code asked ``torch.cuda.is_available()``, the run is repeated
+  with that function answering ``True``, so that a branch written for GPUs is checked
+  too. If the meta run stops early (an op that needs values, such as
+  ``if torch.isnan(x).any()``), the report says on which line, and the rest is checked
+  on the real device by looking at the arguments of each torch call (a string device,
+  ``.cuda()``, a factory such as ``torch.arange(n)`` without ``device=``).
+* fixed dtype: copies converted to float64 and to bfloat16 run (training and eval
+  mode); a float tensor of another dtype is reported where it meets the module's dtype
+  in one operation, or where it was made if it reaches the output. A float32 upcast that
+  is cast back before it meets anything else (RMSNorm, softmax in float32) is accepted.
+  A float16 copy finds constants that overflow it (``masked_fill(mask, -1e9)``).
+* all of these watch the torch calls made by your code (``torch.overrides.TorchFunctionMode``)
+  to report the line that made the offending tensor; a line inside an installed library
+  is reported as the line of your code that called it.
 
 This module is for tests only: nothing in the package imports it.
 """
@@ -34,36 +47,49 @@ from __future__ import annotations
 import collections
 import contextlib
 import copy
+import dataclasses
 import io
 import itertools
 import math
+import pickle
+import re
 import sys
 import sysconfig
 import traceback
+import warnings
 import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any, NamedTuple
+from unittest import mock
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
 
-__all__ = ["RULES", "ModuleContractError", "Violation", "check_module_contract"]
+__all__ = ["RULES", "ContractReport", "ModuleContractError", "Violation", "check_module_contract"]
 
 RULES: dict[str, str] = {
-    "state-in-forward": "forward() creates no parameter or buffer, on self or as a local",
+    "state-in-forward": "forward() creates no parameter or buffer, on self or as a local, "
+    "and replaces none",
     "plain-container": "submodules and parameters are not held in plain lists, tuples or dicts",
     "unregistered-tensor": "every tensor attribute is a registered parameter or buffer",
-    "fixed-device": "forward() creates no tensor on a fixed device",
-    "fixed-dtype": "the module converted to float64 computes and returns float64",
+    "fixed-device": "forward() creates no tensor on a fixed device (training and eval mode)",
+    "fixed-dtype": "the module converted to float64 or bfloat16 computes in that dtype, and "
+    "no constant overflows float16",
+    "backward": "the backward pass through the output runs",
     "unused-parameter": "every trainable parameter receives a gradient",
     "follows-to": ".to() moves and casts every parameter and buffer",
-    "state-dict": "state_dict() round-trips, without non-persistent buffers",
-    "growing-state": "forward() does not accumulate state across calls",
+    "state-dict": "state_dict() loaded into a fresh instance gives the same outputs",
+    "growing-state": "forward() does not accumulate state across calls (training and eval mode)",
     "eval-inference": "eval-mode inference is deterministic and builds no autograd graph",
     "meta-init": "meta construction, to_empty() and reset_parameters() give finite state",
+    "factory-kwargs": "factory(device=..., dtype=...) puts every tensor on that device and dtype",
+    "non-contiguous": "non-contiguous inputs give the same outputs as contiguous ones",
+    "pickle": "a pickled and unpickled copy gives the same outputs",
+    "repr": "repr() works",
 }
 
 _FIXES: dict[str, str] = {
@@ -77,21 +103,41 @@ _FIXES: dict[str, str] = {
     "fixed-device": "derive the device from the inputs or the parameters (device=x.device, "
     "torch.zeros_like, x.new_zeros), or make it a buffer",
     "fixed-dtype": "derive the dtype from the inputs or the parameters (dtype=x.dtype, "
-    "torch.zeros_like, x.new_zeros)",
+    "torch.zeros_like, x.new_zeros); cast an upcast back (.to(x.dtype)) before it meets "
+    "other tensors",
+    "backward": "make the backward pass run: no in-place change of a tensor that autograd "
+    "saved, no backward() of your own that fails",
     "unused-parameter": "use it in forward(), delete it, or freeze it with "
     "requires_grad_(False); DistributedDataParallel fails on it "
     '("Expected to have finished reduction in the prior iteration")',
     "follows-to": "keep state in parameters and buffers and leave Module._apply alone",
     "state-dict": "save trained state: a persistent buffer (register_buffer(..., "
-    "persistent=True)) or a parameter; non-persistent buffers must be recomputed by "
-    "reset_parameters()",
+    "persistent=True)) or a parameter, of a size known in __init__; non-persistent buffers "
+    "must be recomputed by reset_parameters()",
     "growing-state": "do not keep tensors across calls; return them, or log a detached "
     "copy outside the module",
     "eval-inference": "gate randomness on self.training (F.dropout(x, p, self.training)), "
     "leave buffers alone in eval mode, and never re-enable autograd inside forward()",
     "meta-init": "pass device=/dtype= to every tensor made in __init__ and fill them all in "
     "reset_parameters() (non-persistent buffers included)",
+    "factory-kwargs": "pass device= and dtype= on to every parameter, buffer and submodule "
+    "made in __init__",
+    "non-contiguous": "do not rely on memory layout: reshape() instead of view(), and no "
+    "data_ptr() or stride() arithmetic",
+    "pickle": "keep attributes picklable (no lambdas, open files or locks), so that "
+    "multiprocessing and torch.save(module) work",
+    "repr": "make extra_repr() return a string built from attributes set in __init__",
+    "stale-skip": "remove the skip, or correct the place it names",
 }
+_ACTIVATION_FIX = (
+    "do not keep graph-attached tensors on self (each one keeps its whole autograd graph "
+    "alive): return it from forward(); or keep a detached copy (.detach()), knowing that it "
+    "does not follow .to() and is not saved"
+)
+_REPLACED_FIX = (
+    "update the buffer in place under torch.no_grad() (self.buf.copy_(new), mul_, "
+    "index_copy_): a new tensor every call escapes .to(), FSDP and anything holding the old one"
+)
 
 # nn.Module's own bookkeeping: every attribute an empty nn.Module has.
 _MODULE_INTERNALS = frozenset(vars(nn.Module()))
@@ -101,7 +147,9 @@ _SIZED = (Tensor, *_CONTAINERS)
 _TORCH_DIR = str(Path(torch.__file__).parent)
 _STDLIB_DIR = sysconfig.get_paths()["stdlib"]
 _SITE_DIRS = (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])
-# Rules whose findings explain a crash of the float64 copy.
+# Files in site-packages that count as the user's: the package of the module under test.
+_user_dirs: tuple[str, ...] = ()
+# Rules whose findings explain a crash of a converted copy.
 _STRUCTURAL = frozenset({"plain-container", "unregistered-tensor", "follows-to"})
 
 
@@ -117,6 +165,15 @@ class Violation(NamedTuple):
         return f"[{self.rule}] {self.where}: {self.problem}\n    fix: {self.fix}"
 
 
+@dataclasses.dataclass
+class ContractReport:
+    """What a passing check saw: rules run, skips that matched, and notes on coverage."""
+
+    rules: list[str]
+    skipped: list[Violation]
+    notes: list[str]
+
+
 class ModuleContractError(AssertionError):
     """Raised by :func:`check_module_contract`; ``violations`` holds every rule broken."""
 
@@ -125,11 +182,14 @@ class ModuleContractError(AssertionError):
         module_name: str,
         violations: list[Violation],
         skipped: Mapping[str, str] | None = None,
+        notes: Collection[str] = (),
     ) -> None:
         self.violations = violations
+        self.notes = list(notes)
         lines = [f"{module_name} breaks the nn.Module contract ({len(violations)} found):"]
         lines += [f"- {violation}" for violation in violations]
-        lines += [f"(rule {rule} skipped: {reason})" for rule, reason in (skipped or {}).items()]
+        lines += [f"(skip {key!r}: {reason})" for key, reason in (skipped or {}).items()]
+        lines += [f"(note: {note})" for note in self.notes]
         super().__init__("\n".join(lines))
 
     @property
@@ -142,45 +202,103 @@ def check_module_contract(
     module: nn.Module,
     /,
     *example_inputs: Any,
+    kwargs: Mapping[str, Any] | None = None,
+    rules: Collection[str] | None = None,
     skip: Mapping[str, str] | None = None,
     factory: Callable[..., nn.Module] | None = None,
     loss: Callable[[Any], Tensor] | None = None,
     rtol: float | None = None,
     atol: float | None = None,
-) -> None:
-    """Check ``module`` against every rule of :data:`RULES`; raise if any is broken.
+) -> ContractReport:
+    """Check ``module`` against the rules of :data:`RULES`; raise if any is broken.
 
     Args:
         module: the module under test; it is not changed.
-        example_inputs: positional inputs of ``module.forward`` (tensors, possibly nested in
-            tuples, lists or dicts; integer inputs are never cast).
-        skip: rules to switch off, each mapped to the reason why, e.g.
-            ``{"fixed-device": "calls torch.nonzero, which meta tensors cannot run"}``.
-        factory: builds a fresh module when called as ``factory(device=...)``; turns on
-            the ``meta-init`` rule.
+        example_inputs: positional inputs of ``module.forward``: tensors, possibly in
+            tuples, lists, dicts or dataclasses (a batch); integer tensors are never cast.
+        kwargs: keyword inputs of ``module.forward``, e.g. ``{"mask": mask}``.
+        rules: check only these rules (default: all).
+        skip: findings to accept, each mapped to the reason why. A key is a rule
+            (``"fixed-dtype"``: the whole rule) or a rule and the place it covers,
+            ``"rule@place"``: an attribute or parameter (``"fixed-dtype@scale"``), a
+            function (``"fixed-dtype@attention()"``) or a line
+            (``"fixed-dtype@blocks.py:42"``). A skip that matches no finding is reported
+            (kind ``stale-skip``).
+        factory: builds a fresh module when called as ``factory(device=..., dtype=...)``;
+            turns on the ``meta-init`` and ``factory-kwargs`` rules, and the state_dict
+            round trip loads into ``factory()`` (else into a copy of ``module``).
         loss: maps the output to the scalar whose backward pass must reach every trainable
             parameter. Default: the sum of every floating-point output.
         rtol: relative tolerance of output comparisons (default: torch.testing's).
         atol: absolute tolerance of output comparisons (default: torch.testing's).
 
+    Returns:
+        A :class:`ContractReport`: the rules run, the findings skipped, notes on coverage
+        (a meta run that stopped early, an op a dtype does not support on this device).
+
     Raises:
         ModuleContractError: one or more rules broken, or the module crashed.
-        ValueError: ``skip`` names an unknown rule or gives no reason.
+        ValueError: ``skip`` or ``rules`` names an unknown rule, or a skip gives no reason.
     """
+    selected = list(RULES) if rules is None else list(rules)
+    for rule in selected:
+        if rule not in RULES:
+            raise ValueError(f"rules: unknown rule {rule!r}; the rules are {', '.join(RULES)}")
     skip = dict(skip or {})
-    for rule, reason in skip.items():
+    for key, reason in skip.items():
+        rule = key.partition("@")[0]
         if rule not in RULES:
             raise ValueError(f"skip: unknown rule {rule!r}; the rules are {', '.join(RULES)}")
         if not str(reason or "").strip():
-            raise ValueError(f"skip: give the reason why rule {rule!r} is switched off")
+            raise ValueError(f"skip: give the reason why {key!r} is accepted")
     if (rtol is None) != (atol is None):
         raise ValueError("give both rtol and atol, or neither")
-    checker = _Checker(module, example_inputs, factory, loss or _sum_of_outputs, rtol, atol)
-    # The random state is restored afterwards: CPU, and the GPUs if CUDA is in use.
-    with torch.random.fork_rng(devices=_cuda_devices()):
-        violations = checker.run(skip)
+    global _user_dirs  # noqa: PLW0603 - one check at a time; restored below
+    previous_dirs = _user_dirs
+    _user_dirs = _package_dirs(module)
+    checker = _Checker(module, example_inputs, dict(kwargs or {}), factory, loss, rtol, atol)
+    try:
+        # The random state is restored afterwards: CPU, and the GPUs if CUDA is in use.
+        with torch.random.fork_rng(devices=_cuda_devices()):
+            found = checker.run(set(selected))
+    finally:
+        _user_dirs = previous_dirs
+    violations, skipped = _apply_skips(found, skip, set(selected))
     if violations:
-        raise ModuleContractError(type(module).__name__, violations, skip)
+        raise ModuleContractError(type(module).__name__, violations, skip, checker.notes)
+    return ContractReport(selected, skipped, checker.notes)
+
+
+def _skip_matches(key: str, violation: Violation) -> bool:
+    rule, _, place = key.partition("@")
+    if rule != violation.rule:
+        return False
+    if not place:
+        return True
+    where = violation.where
+    if place.endswith("()"):
+        return f" in {place}" in where
+    if re.fullmatch(r".+:\d+", place):  # file:line, the file given by its end
+        location = where.split(" ", 1)[0]
+        return location == place or location.endswith(("/" + place, "\\" + place))
+    return f"'{place}'" in where or where == place
+
+
+def _apply_skips(
+    found: list[Violation], skip: Mapping[str, str], selected: set[str]
+) -> tuple[list[Violation], list[Violation]]:
+    violations: list[Violation] = []
+    skipped: list[Violation] = []
+    used: set[str] = set()
+    for violation in found:
+        keys = [key for key in skip if _skip_matches(key, violation)]
+        used.update(keys)
+        (skipped if keys else violations).append(violation)
+    for key in skip:
+        if key not in used and key.partition("@")[0] in selected:
+            problem = "matched no finding: the rule passes there now, or the place is misspelt"
+            violations.append(Violation("stale-skip", key, problem, _FIXES["stale-skip"]))
+    return violations, skipped
 
 
 class _Crash(Exception):
@@ -191,25 +309,28 @@ class _Checker:
     def __init__(
         self,
         module: nn.Module,
-        inputs: tuple[Any, ...],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
         factory: Callable[..., nn.Module] | None,
-        loss: Callable[[Any], Tensor],
+        loss: Callable[[Any], Tensor] | None,
         rtol: float | None,
         atol: float | None,
     ) -> None:
         self.module = module
-        self.inputs = inputs
+        self.inputs: tuple[tuple[Any, ...], dict[str, Any]] = (args, kwargs)
         self.factory = factory
-        self.loss = loss
+        self.loss = loss or _sum_of_outputs
         self.rtol = rtol
         self.atol = atol
         self.violations: list[Violation] = []
-        self.skip: Mapping[str, str] = {}
+        self.notes: list[str] = []
+        self.module_in_forward = False
+        self.selected: set[str] = set()
 
     # -- the driver -------------------------------------------------------------------
 
-    def run(self, skip: Mapping[str, str]) -> list[Violation]:
-        self.skip = skip
+    def run(self, selected: set[str]) -> list[Violation]:
+        self.selected = selected
         try:
             self.base = self.copy_of(self.module)
             # nn.Lazy* modules create their parameters on the first call, by design.
@@ -218,16 +339,24 @@ class _Checker:
         except _Crash:
             return self.violations
         probes: list[tuple[tuple[str, ...], Callable[[], None]]] = [
-            (("state-in-forward", "unused-parameter", "growing-state"), self.train_calls),
+            (
+                ("state-in-forward", "backward", "unused-parameter", "growing-state"),
+                self.train_calls,
+            ),
+            (("growing-state", "state-in-forward"), self.eval_calls),
             (("plain-container", "unregistered-tensor"), self.registration),
             (("fixed-device", "follows-to"), self.fixed_device),
             (("fixed-dtype", "follows-to"), self.fixed_dtype),
             (("state-dict",), self.state_dict_round_trip),
             (("eval-inference",), self.eval_inference),
             (("meta-init",), self.meta_init),
+            (("factory-kwargs",), self.factory_kwargs),
+            (("non-contiguous",), self.non_contiguous),
+            (("pickle",), self.pickle_round_trip),
+            (("repr",), self.repr),
         ]
-        for rules, probe in probes:
-            if all(rule in skip for rule in rules):
+        for probe_rules, probe in probes:
+            if not selected.intersection(probe_rules):
                 continue
             try:
                 probe()
@@ -235,12 +364,20 @@ class _Checker:
                 break
             # A crash while probing is a finding, not a bug of the checker.
             except Exception as error:  # noqa: BLE001
-                self.add(rules[0], _where(error), _describe(error))
-        return self.violations
+                rule = next(r for r in probe_rules if r in selected)
+                self.add(rule, _where(error), _describe(error))
+            # A module made in forward(): its weights are new every call, and every other
+            # rule would report the same mistake again. Reported once, by name.
+            if self.module_in_forward:
+                self.notes.append("the other rules were not checked: forward() makes a module")
+                break
+        # One finding per (rule, place): the same line found in training and eval mode.
+        unique = {(v.rule, v.where): v for v in reversed(self.violations)}
+        return [v for v in self.violations if unique[(v.rule, v.where)] is v]
 
-    def add(self, rule: str, where: str, problem: str) -> None:
-        if rule not in self.skip or rule == "crash":
-            self.violations.append(Violation(rule, where, problem, _FIXES[rule]))
+    def add(self, rule: str, where: str, problem: str, fix: str | None = None) -> None:
+        if rule in self.selected or rule == "crash":
+            self.violations.append(Violation(rule, where, problem, fix or _FIXES[rule]))
 
     def copy_of(self, module: nn.Module) -> nn.Module:
         try:
@@ -249,11 +386,17 @@ class _Checker:
             self.add("crash", type(module).__name__, f"copy.deepcopy failed: {error}")
             raise _Crash from error
 
-    def call(self, module: nn.Module, inputs: tuple[Any, ...] | None = None) -> Any:
+    def call(
+        self, module: nn.Module, inputs: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+    ) -> Any:
         # Fresh copies every call: a forward() that changes its inputs cannot change the
         # next call's (clone() keeps the autograd link to an input that requires grad).
-        inputs = self.inputs if inputs is None else inputs
-        return module(*_map_tensors(torch.clone, inputs))
+        args, kwargs = _map_tensors(torch.clone, self.inputs if inputs is None else inputs)
+        return module(*args, **kwargs)
+
+    def converted(self, fn: Callable[[Tensor], Tensor]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        result: tuple[tuple[Any, ...], dict[str, Any]] = _map_tensors(fn, self.inputs)
+        return result
 
     def first_call(self, module: nn.Module) -> Any:
         """Run forward once; if the module cannot run at all, no rule can be checked."""
@@ -263,7 +406,21 @@ class _Checker:
             self.add("crash", _where(error), f"forward() raised {_describe(error)}")
             raise _Crash from error
 
-    # -- rules 1, 6, 9: three training-mode calls ------------------------------------------
+    def same(self, actual: Any, expected: Any) -> bool:
+        rtol, atol = self.rtol, self.atol
+        low = [t.dtype for t in _flat_tensors(expected) if t.dtype in (torch.bfloat16, torch.half)]
+        if rtol is None and low:  # one rounding step apart (another summation order)
+            rtol, atol = 1.6e-2, max(torch.finfo(dtype).eps for dtype in low)
+        try:
+            torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
+        except (AssertionError, TypeError, ValueError):
+            return False
+        return True
+
+    def rules_found(self) -> set[str]:
+        return {violation.rule for violation in self.violations}
+
+    # -- state-in-forward, backward, unused-parameter, growing-state: training calls -------
 
     def train_calls(self) -> None:
         module = self.copy_of(self.base).train()
@@ -277,47 +434,70 @@ class _Checker:
             owner = name.split("'")[1].rpartition(".")[0]
             if f"submodule '{owner}'" not in appeared:
                 self.add("state-in-forward", name, "appeared during forward()")
+                self.module_in_forward |= name.startswith("submodule")
         self.check_graph_leaves(module, output, local_names)
         try:
             self.check_gradients(module, output)
-        # The loss or the backward pass crashed.
+        # The loss or the backward pass crashed: find the forward line autograd blames.
         except Exception as error:  # noqa: BLE001
-            self.add("unused-parameter", _where(error), f"backward raised {_describe(error)}")
+            where = self.backward_line(error)
+            self.add("backward", where, f"backward raised {_describe(error)}")
         del output
+        self.repeat_calls(module, after_first, "training")
+
+    def eval_calls(self) -> None:
+        module = self.copy_of(self.base).eval()
+        with torch.no_grad():
+            self.call(module)
+            self.repeat_calls(module, _registry(module), "eval")
+
+    def repeat_calls(self, module: nn.Module, after_first: dict[str, int], mode: str) -> None:
+        """Two more calls: nothing grows, no parameter or buffer is a new tensor."""
         footprints = []
         for _ in range(2):
             self.call(module)
             footprints.append(_footprint(module))
         after_third = _registry(module)
-        for name, identity in after_first.items():
-            if name.startswith("parameter") and after_third.get(name, identity) != identity:
-                self.add("state-in-forward", name, "is a new tensor after every forward()")
+        changed = [n for n, i in after_first.items() if after_third.get(n, i) != i]
+        owners = [n.split("'")[1] for n in changed if n.startswith("submodule")]
+        for name in changed:
+            path = name.split("'")[1]
+            if any(path.startswith(owner + ".") for owner in owners):
+                continue  # reported once, by its module
+            fix = _REPLACED_FIX if name.startswith("buffer") else None
+            problem = f"is a new object after every forward() ({mode} mode)"
+            self.add("state-in-forward", name, problem, fix)
         for name, size in footprints[1].items():
             if size > footprints[0].get(name, 0):
                 self.add(
                     "growing-state",
                     name,
-                    f"grows with every forward() call ({footprints[0].get(name, 0)} -> {size} "
-                    "elements between the 2nd and 3rd call with the same inputs)",
+                    f"grows with every forward() call in {mode} mode "
+                    f"({footprints[0].get(name, 0)} -> {size} elements between the 2nd and "
+                    "3rd call with the same inputs)",
                 )
 
     def check_graph_leaves(self, module: nn.Module, output: Any, names: _LocalNames) -> None:
         """A leaf that requires grad and reaches the output must be a registered parameter."""
         # Unregistered attributes are reported by rule unregistered-tensor.
         registered = _reachable_tensors(module, self.inputs)
+        reported: set[str] = set()
         for leaf in _graph_leaves(_flat_tensors(output)):
-            if id(leaf) not in registered:
-                where = names.name_of(leaf) or f"a tensor of shape {tuple(leaf.shape)}"
-                self.add(
-                    "state-in-forward",
-                    where,
-                    "is made in forward() with requires_grad=True and reaches the output, "
-                    "but it is not a registered parameter (the optimizer never sees it)",
-                )
+            if id(leaf) in registered:
+                continue
+            where = names.name_of(leaf) or f"a tensor of shape {tuple(leaf.shape)}"
+            self.module_in_forward |= names.is_module(where)
+            if where in reported:  # the parameters of one module made in forward()
+                continue
+            reported.add(where)
+            self.add(
+                "state-in-forward",
+                where,
+                "is made in forward() with requires_grad=True and reaches the output, "
+                "but it is not a registered parameter (the optimizer never sees it)",
+            )
 
     def check_gradients(self, module: nn.Module, output: Any) -> None:
-        if "unused-parameter" in self.skip:
-            return
         trainable = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
         for _, parameter in trainable:
             parameter.grad = None
@@ -332,10 +512,36 @@ class _Checker:
                     "receives no gradient from a backward pass through the output",
                 )
 
-    # -- rules 2, 3: every tensor and module reachable from attributes is registered -------
+    def backward_line(self, error: BaseException) -> str:
+        """The user's line whose forward op failed in backward (autograd's anomaly mode)."""
+        where = _where(error)  # a backward() of the user's own, if that is what failed
+        if where != "forward()":
+            return where
+        module = self.copy_of(self.base).train()
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            with contextlib.suppress(Exception), torch.autograd.detect_anomaly(check_nan=False):
+                self.loss(self.call(module)).backward()
+        for message in record:
+            text = str(message.message)
+            if "Traceback of forward call" not in text:
+                continue
+            frames = re.findall(r'File "([^"]+)", line (\d+), in (\S+)\n\s*(.*)', text)
+            for filename, lineno, function, line in reversed(frames):
+                if not _is_library(filename):
+                    return _format_frame(filename, int(lineno), line, function)
+        return "backward()"
+
+    # -- plain-container, unregistered-tensor: everything reachable is registered ----------
 
     def registration(self) -> None:
         module = self.copy_of(self.base)
+        before = {
+            id(item)
+            for path, value in _attributes(module)
+            for _, item in _walk(value, path)
+            if isinstance(item, Tensor)
+        }
         self.call(module)  # attributes set in forward() count too
         registered = {id(t) for t in (*module.parameters(), *module.buffers())}
         submodules = {id(m) for m in module.modules()}
@@ -354,71 +560,177 @@ class _Checker:
                         f"an nn.Parameter held in a plain {type(value).__name__}",
                     )
                 elif isinstance(item, Tensor) and id(item) not in registered:
+                    if id(item) in before:
+                        problem = "is neither a parameter nor a buffer"
+                        self.add("unregistered-tensor", f"attribute '{item_path}'", problem)
+                        continue
+                    attached = " attached to the autograd graph" if item.grad_fn else ""
+                    problem = f"an activation{attached} kept on self by forward()"
                     self.add(
-                        "unregistered-tensor",
-                        f"attribute '{item_path}'",
-                        f"a tensor of shape {tuple(item.shape)} that is neither a parameter "
-                        "nor a buffer",
+                        "unregistered-tensor", f"attribute '{item_path}'", problem, _ACTIVATION_FIX
                     )
 
-    # -- rule 4: run on the meta device ----------------------------------------------------
+    # -- fixed-device: run on the meta device ----------------------------------------------
 
     def fixed_device(self) -> None:
         module = self.copy_of(self.base).to("meta")
-        inputs = _map_tensors(lambda t: t.to("meta"), self.inputs)
         for kind, name, tensor in _state(module):
             if not tensor.is_meta:
                 self.add("follows-to", f"{kind} '{name}'", f"stayed on {tensor.device}")
+        inputs = self.converted(lambda t: t.to("meta"))
+        for mode in ("training", "eval"):
+            asked = _CudaQuestion(answer=None)
+            stopped = self.meta_run(module, inputs, mode, asked, "")
+            if stopped:
+                self.device_arguments_run(mode, stopped)
+            if asked.calls:  # the user's code asked: now check the branch written for GPUs
+                gpu = _CudaQuestion(answer=True)
+                note = ", with torch.cuda.is_available() patched to True"
+                stopped = self.meta_run(module, inputs, mode, gpu, note)
+                if stopped:
+                    self.notes.append(f"the {mode}-mode meta run{note} stopped at {stopped}")
+
+    def meta_run(
+        self,
+        module: nn.Module,
+        inputs: tuple[tuple[Any, ...], dict[str, Any]],
+        mode: str,
+        question: _CudaQuestion,
+        note: str,
+    ) -> str:
+        """Run ``module`` on meta; report fixed devices; return where it stopped, or ""."""
+        module.train(mode == "training")
         watch = _CreationWatch(
             lambda t: t.dim() > 0 and not t.is_meta,
             known=_reachable_tensors(module, inputs),
             fixed=_fixed_device,
+            redirect=True,
         )
-        try:
-            with watch:
-                output = self.call(module, inputs)
-        # Meta tensors cannot run every op (data-dependent ones): only what was seen counts.
-        except Exception:  # noqa: BLE001
-            output = None
+        stopped = ""
+        output = None
+        with (
+            contextlib.ExitStack() as stack,
+            mock.patch.object(torch.cuda, "is_available", question),
+        ):
+            if mode == "eval":
+                stack.enter_context(torch.no_grad())
+            try:
+                with watch:
+                    output = self.call(module, inputs)
+            # Meta tensors cannot run every op (data-dependent ones): say how far it got.
+            except Exception as error:  # noqa: BLE001
+                stopped = f"{_where(error)} ({_describe(error)})"
         for where, problem in watch.found.items():
-            self.add("fixed-device", where, f"{problem} (the module ran on the meta device)")
+            self.add(
+                "fixed-device",
+                where,
+                f"{problem} (the module ran on the meta device in {mode} mode{note})",
+            )
         for index, tensor in enumerate(_flat_tensors(output)):
             if not tensor.is_meta and not watch.found:
                 self.add("fixed-device", f"output {index}", f"is on {tensor.device}, not meta")
+        return stopped
 
-    # -- rules 5, 7: run in float64 --------------------------------------------------------
+    def device_arguments_run(self, mode: str, stopped: str) -> None:
+        """After a meta run stopped early: the whole forward on the real device, by arguments."""
+        self.notes.append(
+            f"the {mode}-mode meta run stopped at {stopped}; the whole forward() was then "
+            "checked on the real device by the device arguments of each torch call"
+        )
+        module = self.copy_of(self.base).train(mode == "training")
+        watch = _DeviceArguments()
+        with contextlib.ExitStack() as stack:
+            if mode == "eval":
+                stack.enter_context(torch.no_grad())
+            with contextlib.suppress(Exception), watch:  # the first call ran: it runs
+                self.call(module)
+        for where, problem in watch.found.items():
+            self.add("fixed-device", where, f"{problem} ({mode} mode, after the meta run stopped)")
+
+    # -- fixed-dtype, follows-to: run in float64, bfloat16, float16 ----------------------------
 
     def fixed_dtype(self) -> None:
-        module = self.copy_of(self.base)
-        dtypes = {name: t.dtype for _, name, t in _state(module)}
-        module = module.to(torch.float64)
-        for kind, name, tensor in _state(module):
-            wanted = torch.float64 if dtypes[name].is_floating_point else dtypes[name]
-            if tensor.dtype != wanted:
-                self.add("follows-to", f"{kind} '{name}'", f"is {tensor.dtype} after .to({wanted})")
-        if "fixed-dtype" in self.skip:
-            return
-        inputs = _map_tensors(_to_float64, self.inputs)
-        watch = _CreationWatch(
-            lambda t: t.dim() > 0 and t.is_floating_point() and t.dtype != torch.float64,
-            known=_reachable_tensors(module, inputs),
-            fixed=lambda *_: None,  # a fixed dtype shows in the tensors it makes
-        )
-        try:
-            with watch:
-                output = self.call(module, inputs)
-        # Reported below, unless the line at fault was found, or another rule explains it.
-        except Exception as error:  # noqa: BLE001
-            if not watch.found and not self.rules_found() & _STRUCTURAL:
-                self.add("fixed-dtype", _where(error), f"float64 forward() raised {error}")
-            output = None
-        for where, problem in watch.found.items():
-            self.add("fixed-dtype", where, f"{problem} in a float64 module")
-        for index, tensor in enumerate(_flat_tensors(output)):
-            if tensor.is_floating_point() and tensor.dtype != torch.float64 and not watch.found:
-                self.add("fixed-dtype", f"output {index}", f"is {tensor.dtype}, not float64")
+        for dtype in (torch.float64, torch.bfloat16):
+            module = self.copy_of(self.base)
+            dtypes = {name: t.dtype for _, name, t in _state(module)}
+            module = module.to(dtype)
+            for kind, name, tensor in _state(module):
+                wanted = dtype if dtypes[name].is_floating_point else dtypes[name]
+                if tensor.dtype != wanted:
+                    self.add(
+                        "follows-to", f"{kind} '{name}'", f"is {tensor.dtype} after .to({wanted})"
+                    )
+            if "fixed-dtype" not in self.selected:
+                continue
+            for mode in ("training", "eval"):
+                self.dtype_run(module, dtype, mode)
+        if "fixed-dtype" in self.selected:
+            self.float16_constants()
 
-    # -- rule 8: state_dict round trip -----------------------------------------------------
+    def dtype_run(self, module: nn.Module, dtype: torch.dtype, mode: str) -> None:
+        module.train(mode == "training")
+        inputs = self.converted(lambda t: t.to(dtype) if t.is_floating_point() else t)
+        watch = _DtypeWatch(dtype, known=_reachable_tensors(module, inputs))
+        name = str(dtype).removeprefix("torch.")
+        output = None
+        with contextlib.ExitStack() as stack:
+            if mode == "eval":
+                stack.enter_context(torch.no_grad())
+            try:
+                with watch:
+                    output = self.call(module, inputs)
+            # Reported below, unless the line at fault was found, or another rule explains it.
+            except Exception as error:  # noqa: BLE001
+                if "not implemented for" in str(error) or "not supported" in str(error):
+                    self.notes.append(
+                        f"the {name} run ({mode} mode) stopped at {_where(error)}: "
+                        f"{_describe(error)} on this device"
+                    )
+                elif not watch.found and not self.rules_found() & _STRUCTURAL:
+                    self.add(
+                        "fixed-dtype", _where(error), f"{name} forward() raised {_describe(error)}"
+                    )
+        for where, problem in watch.found.items():
+            self.add("fixed-dtype", where, f"{problem} in a {name} module ({mode} mode)")
+        for index, tensor in enumerate(_flat_tensors(output)):
+            if tensor.dim() > 0 and tensor.is_floating_point() and tensor.dtype != dtype:
+                origin = watch.origin.get(id(tensor))
+                if not origin and self.rules_found() & _STRUCTURAL:
+                    continue  # state that did not follow .to(): explained already
+                self.add(
+                    "fixed-dtype",
+                    origin or f"output {index}",
+                    f"made a {tensor.dtype} output {index} of a {name} module ({mode} mode)",
+                )
+
+    def float16_constants(self) -> None:
+        module = self.copy_of(self.base).to(torch.float16).eval()
+        inputs = self.converted(lambda t: t.half() if t.is_floating_point() else t)
+        try:
+            with torch.no_grad():
+                self.call(module, inputs)
+        except Exception as error:  # noqa: BLE001 - only an overflow is this rule's
+            if "overflow" in str(error):
+                self.add(
+                    "fixed-dtype",
+                    _where(error),
+                    f"a constant overflows float16: {_describe(error)} (use "
+                    "torch.finfo(x.dtype).min / .max instead of -1e9 / 1e9)",
+                )
+
+    # -- state-dict: round trip into a fresh instance ---------------------------------------
+
+    def fresh_instance(self) -> nn.Module:
+        if self.factory is None:
+            return self.copy_of(self.module)  # as given: never run by the checker
+        devices = {t.device for _, _, t in _state(self.base)}
+        dtypes = {t.dtype for _, _, t in _state(self.base) if t.is_floating_point()}
+        factory_kwargs: dict[str, Any] = {}
+        if len(devices) == 1:
+            factory_kwargs["device"] = devices.pop()
+        if len(dtypes) == 1:
+            factory_kwargs["dtype"] = dtypes.pop()
+        return self.factory(**factory_kwargs)
 
     def state_dict_round_trip(self) -> None:
         source = self.copy_of(self.base).train()
@@ -429,23 +741,35 @@ class _Checker:
             _seed()  # the same random numbers, if any, for both calls
             expected = self.call(source)
         state = source.state_dict()
-        for path, submodule in source.named_modules():
-            for name in submodule._non_persistent_buffers_set:
-                key = f"{path}.{name}" if path else name
-                if key in state:
-                    self.add("state-dict", f"buffer '{key}'", "non-persistent, yet saved")
+        for key in _non_persistent_buffer_names(source):
+            if key in state:
+                self.add("state-dict", f"buffer '{key}'", "non-persistent, yet saved")
         buffer = io.BytesIO()
         torch.save(state, buffer)
         buffer.seek(0)
         loaded = torch.load(buffer, weights_only=True)
-        # A copy whose every value differs: reinitialised, then every saved tensor NaN.
-        target = self.copy_of(source)
-        _reset_parameters(target)
+        # A fresh instance whose saved values all differ: every saved tensor NaN.
+        target = self.fresh_instance()
         with torch.no_grad():
             for tensor in target.state_dict(keep_vars=True).values():
-                if isinstance(tensor, Tensor) and tensor.is_floating_point():
+                if (
+                    isinstance(tensor, Tensor)
+                    and tensor.is_floating_point()
+                    and not isinstance(tensor, nn.UninitializedParameter | nn.UninitializedBuffer)
+                ):
                     tensor.fill_(math.nan)
-        target.load_state_dict(loaded, strict=True)
+        try:
+            target.load_state_dict(loaded, strict=True)
+        except Exception as error:  # noqa: BLE001 - the finding
+            if any("appeared during forward()" in v.problem for v in self.violations):
+                return  # state made in forward(): reported by rule state-in-forward
+            self.add(
+                "state-dict",
+                type(self.module).__name__,
+                f"load_state_dict() into a fresh instance failed: {_describe(error)} "
+                "(state made or resized in forward())",
+            )
+            return
         target.eval()
         with torch.no_grad():
             _seed()
@@ -454,16 +778,17 @@ class _Checker:
             differing = [
                 f"buffer '{name}'"
                 for name, tensor in source.named_buffers()
-                if not self.same(tensor, target.get_buffer(name))
+                if name not in dict(target.named_buffers())
+                or not self.same(tensor, target.get_buffer(name))
             ]
             self.add(
                 "state-dict",
                 ", ".join(differing) or type(self.module).__name__,
-                "a copy loaded from state_dict() gives other outputs"
+                "a fresh instance loaded from state_dict() gives other outputs"
                 + (" (these differ after loading)" if differing else ""),
             )
 
-    # -- rule 10: eval mode ----------------------------------------------------------------
+    # -- eval-inference ----------------------------------------------------------------------
 
     def eval_inference(self) -> None:
         module = self.copy_of(self.base).eval()
@@ -508,19 +833,12 @@ class _Checker:
                 return where
         return type(self.module).__name__
 
-    # -- rule 11: meta construction, to_empty(), reset_parameters() ------------------------
+    # -- meta-init, factory-kwargs ------------------------------------------------------------
 
     def meta_init(self) -> None:
         if self.factory is None:
             return
         module = self.factory(device="meta")
-        for kind, name, tensor in _state(module):
-            if not tensor.is_meta:
-                self.add(
-                    "meta-init",
-                    f"{kind} '{name}'",
-                    f"factory(device='meta') made it on {tensor.device}",
-                )
         devices = {t.device for _, _, t in _state(self.base)}
         module.to_empty(device=devices.pop() if len(devices) == 1 else "cpu")
         with torch.no_grad():  # what reset_parameters() leaves alone stays NaN
@@ -536,17 +854,118 @@ class _Checker:
                     "is not finite after to_empty() and reset_parameters(): nothing sets it",
                 )
 
-    def rules_found(self) -> set[str]:
-        return {violation.rule for violation in self.violations}
+    def factory_kwargs(self) -> None:
+        if self.factory is None:
+            return
+        for factory_kwargs in ({"device": "meta"}, {"device": "meta", "dtype": torch.float64}):
+            module = self.factory(**factory_kwargs)
+            shown = ", ".join(f"{k}={v!r}" for k, v in factory_kwargs.items())
+            for kind, name, tensor in _state(module):
+                dtype = factory_kwargs.get("dtype")
+                if not tensor.is_meta:
+                    self.add(
+                        "factory-kwargs",
+                        f"{kind} '{name}'",
+                        f"factory({shown}) made it on {tensor.device}",
+                    )
+                elif dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
+                    self.add(
+                        "factory-kwargs",
+                        f"{kind} '{name}'",
+                        f"factory({shown}) made it {tensor.dtype}",
+                    )
 
-    def same(self, actual: Any, expected: Any) -> bool:
-        try:
-            torch.testing.assert_close(
-                actual, expected, rtol=self.rtol, atol=self.atol, equal_nan=True
+    # -- non-contiguous, pickle, repr (as in PyTorch's test_modules.py) -----------------------
+
+    def non_contiguous(self) -> None:
+        module = self.copy_of(self.base).eval()
+        # Not through self.call(): clone() would make the inputs contiguous again.
+        args, kwargs = self.converted(_non_contiguous)
+        with torch.no_grad():
+            _seed()
+            expected = self.call(module)
+            _seed()
+            try:
+                actual = module(*args, **kwargs)
+            except Exception as error:  # noqa: BLE001 - the finding
+                self.add(
+                    "non-contiguous", _where(error), f"non-contiguous inputs: {_describe(error)}"
+                )
+                return
+        if not self.same(actual, expected):
+            self.add(
+                "non-contiguous",
+                type(self.module).__name__,
+                "non-contiguous inputs give other outputs",
             )
-        except (AssertionError, TypeError, ValueError):
-            return False
-        return True
+
+    def pickle_round_trip(self) -> None:
+        module = self.copy_of(self.base).eval()
+        # torch.nn.utils.parametrize refuses pickling by design: state_dict() is the way.
+        if any(parametrize.is_parametrized(m) for m in module.modules()):
+            self.notes.append("pickle: not checked, the module is parametrized (torch refuses it)")
+            return
+        try:
+            unpickled = pickle.loads(pickle.dumps(module))
+        except Exception as error:  # noqa: BLE001 - the finding
+            self.add("pickle", _unpicklable(module), f"pickling failed: {_describe(error)}")
+            return
+        with torch.no_grad():
+            _seed()
+            expected = self.call(module)
+            _seed()
+            actual = self.call(unpickled)
+        if not self.same(actual, expected):
+            self.add("pickle", type(self.module).__name__, "the unpickled copy gives other outputs")
+
+    def repr(self) -> None:
+        try:
+            text = repr(self.base)
+        except Exception as error:  # noqa: BLE001 - the finding
+            self.add("repr", _where(error), f"repr() raised {_describe(error)}")
+            return
+        if not text:
+            self.add("repr", type(self.module).__name__, "repr() returned no text")
+
+
+# -- torch internals: each private use in one place, with a clear message if it breaks --------
+
+
+def _non_persistent_buffer_names(module: nn.Module) -> list[str]:
+    """Qualified names of the non-persistent buffers (nn.Module's private set)."""
+    names = []
+    for path, submodule in module.named_modules():
+        try:
+            own = submodule._non_persistent_buffers_set
+        except AttributeError as error:
+            raise RuntimeError(
+                f"check_module_contract reads nn.Module._non_persistent_buffers_set, which "
+                f"torch {torch.__version__} does not have: update testing.py "
+                "(_non_persistent_buffer_names)"
+            ) from error
+        names += [f"{path}.{name}" if path else name for name in own]
+    return names
+
+
+def _function_name(func: Any) -> str:
+    """``torch.arange``, ``Tensor.to``: the name the user's code called.
+
+    Relies on the qualified names of torch's C classes (``TensorBase``,
+    ``_VariableFunctionsClass``); if they change, the raw name is shown instead.
+    """
+    name = str(getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func)))
+    owner, _, short = name.rpartition(".")
+    if owner.endswith("TensorBase"):
+        return f"Tensor.{short}"
+    if owner.endswith("VariableFunctionsClass"):
+        return f"torch.{short}"
+    return name
+
+
+def _accumulated_leaf(node: Any) -> Tensor | None:
+    """The leaf tensor of an AccumulateGrad autograd node (its ``variable``), else None."""
+    leaf = getattr(node, "variable", None)
+    return leaf if isinstance(leaf, Tensor) else None
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -568,29 +987,66 @@ def _sum_of_outputs(output: Any) -> Tensor:
     return sum(parts, torch.zeros(()))
 
 
-def _to_float64(tensor: Tensor) -> Tensor:
-    return tensor.to(torch.float64) if tensor.is_floating_point() else tensor
+def _unpicklable(module: nn.Module) -> str:
+    """The first attribute in the module tree that pickle refuses, or the module's name."""
+    for path, value in _attributes(module):
+        try:
+            pickle.dumps(value)
+        except Exception:  # noqa: BLE001 - any refusal names the attribute
+            return f"attribute '{path}'"
+    return type(module).__name__
 
 
-def _map_tensors(fn: Callable[[Tensor], Tensor], value: Any) -> Any:
+def _non_contiguous(tensor: Tensor) -> Tensor:
+    """The same values in memory that is not contiguous: a slice of a wider tensor.
+
+    Each row is followed by a gap (as after ``x[..., :n]``), so that no two dimensions can
+    be merged: ``view()`` across them fails, as it would on the user's sliced batch.
+    """
+    if tensor.dim() == 0 or tensor.numel() == 0:
+        return tensor
+    value = tensor.detach()
+    if value.dim() == 1:
+        spread = torch.repeat_interleave(value, 2)[::2]
+    else:
+        wider = value.new_zeros((*value.shape[:-1], value.shape[-1] + 1))
+        wider[..., : value.shape[-1]] = value
+        spread = wider[..., : value.shape[-1]]
+    return spread.requires_grad_(tensor.requires_grad) if tensor.is_floating_point() else spread
+
+
+def _map_tensors(fn: Callable[[Tensor], Tensor], value: Any, depth: int = 0) -> Any:
     if isinstance(value, Tensor):
         return fn(value)
+    if depth >= 8:
+        return value
     if isinstance(value, tuple) and hasattr(value, "_fields"):  # a namedtuple
-        return type(value)(*(_map_tensors(fn, v) for v in value))
+        return type(value)(*(_map_tensors(fn, v, depth + 1) for v in value))
     if isinstance(value, list | tuple):
-        return type(value)(_map_tensors(fn, v) for v in value)
+        return type(value)(_map_tensors(fn, v, depth + 1) for v in value)
     if isinstance(value, dict):
-        return {k: _map_tensors(fn, v) for k, v in value.items()}
+        return {k: _map_tensors(fn, v, depth + 1) for k, v in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {
+            f.name: _map_tensors(fn, getattr(value, f.name), depth + 1)
+            for f in dataclasses.fields(value)
+            if f.init
+        }
+        return dataclasses.replace(value, **changes)
     return value
 
 
 def _flat_tensors(value: Any, depth: int = 0) -> list[Tensor]:
-    """The tensors in ``value``, looking into tuples, lists and dicts."""
+    """The tensors in ``value``, looking into tuples, lists, dicts and dataclasses."""
     if isinstance(value, Tensor):
         return [value]
-    if depth < 8 and isinstance(value, dict):
+    if depth >= 8:
+        return []
+    if isinstance(value, dict):
         value = list(value.values())
-    if depth < 8 and isinstance(value, list | tuple):
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = [getattr(value, f.name) for f in dataclasses.fields(value)]
+    if isinstance(value, list | tuple):
         return [t for item in value for t in _flat_tensors(item, depth + 1)]
     return []
 
@@ -671,8 +1127,8 @@ def _graph_leaves(outputs: list[Tensor]) -> Iterator[Tensor]:
         if node is None or id(node) in seen:
             continue
         seen[id(node)] = node
-        leaf = getattr(node, "variable", None)  # AccumulateGrad: the node of a leaf
-        if isinstance(leaf, Tensor):
+        leaf = _accumulated_leaf(node)
+        if leaf is not None:
             yield leaf
         stack.extend(child for child, _ in node.next_functions)
 
@@ -689,49 +1145,72 @@ def _reset_parameters(module: nn.Module) -> None:
             reset()
 
 
+def _package_dirs(module: nn.Module) -> tuple[str, ...]:
+    """The folder of the top-level package of ``module``'s class, if it is installed."""
+    top = type(module).__module__.partition(".")[0]
+    package = sys.modules.get(top)
+    paths = list(getattr(package, "__path__", []) or [])
+    return tuple(str(Path(path)) for path in paths)
+
+
 def _is_library(filename: str) -> bool:
-    """Code of torch, of the standard library or of this module (not the user's)."""
+    """Code of torch, of the standard library, of an installed library or of this module.
+
+    The package of the module under test counts as the user's even when it is installed.
+    """
     if filename == __file__ or filename.startswith((_TORCH_DIR, "<")):
         return True
-    return filename.startswith(_STDLIB_DIR) and not filename.startswith(_SITE_DIRS)
+    if filename.startswith(_SITE_DIRS):
+        return not (_user_dirs and filename.startswith(_user_dirs))
+    return filename.startswith(_STDLIB_DIR)
 
 
-def _format_frame(filename: str, lineno: int | None, line: str | None) -> str:
+def _format_frame(filename: str, lineno: int | None, line: str | None, function: str) -> str:
     with contextlib.suppress(ValueError):  # outside the working directory: keep it whole
         filename = str(Path(filename).resolve().relative_to(Path.cwd()))
-    return f"{filename}:{lineno} `{(line or '').strip()}`"
+    return f"{filename}:{lineno} in {function}() `{(line or '').strip()}`"
+
+
+def _user_frame(frames: list[traceback.FrameSummary]) -> str | None:
+    """The innermost frame of the user's code, formatted; None if there is none."""
+    for frame in reversed(frames):
+        if not _is_library(frame.filename):
+            return _format_frame(frame.filename, frame.lineno, frame.line, frame.name)
+    return None
 
 
 def _caller() -> str:
-    """Where the user's code (outside torch and this module) is now."""
-    for frame in reversed(traceback.extract_stack()):
-        if not _is_library(frame.filename):
-            return _format_frame(frame.filename, frame.lineno, frame.line)
-    return "inside torch"
+    """Where the user's code (outside torch, libraries and this module) is now."""
+    return _user_frame(traceback.extract_stack()) or "inside torch"
+
+
+def _direct_caller_is_user(func: Any) -> bool:
+    """Whether the torch call being watched was made by the user's code itself.
+
+    Skips this module, torch.overrides and the Python frame of ``func`` itself (a torch
+    function written in Python, such as ``F.softmax``, dispatches from inside itself).
+    """
+    own_name = getattr(func, "__name__", "")
+    for frame in reversed(traceback.extract_stack()[:-1]):
+        if frame.filename == __file__ or frame.filename.endswith(("overrides.py",)):
+            continue
+        if frame.filename.startswith(_TORCH_DIR):
+            if frame.name == own_name:
+                own_name = ""  # once: the function itself
+                continue
+            return False
+        return not _is_library(frame.filename)
+    return False
 
 
 def _where(error: BaseException) -> str:
     """The innermost line of the user's code in an exception's traceback."""
-    for frame in reversed(traceback.extract_tb(error.__traceback__)):
-        if not _is_library(frame.filename):
-            return _format_frame(frame.filename, frame.lineno, frame.line)
-    return "forward()"
+    return _user_frame(traceback.extract_tb(error.__traceback__)) or "forward()"
 
 
 def _describe(error: BaseException) -> str:
     message = str(error).strip().splitlines()
     return f"{type(error).__name__}: {message[0] if message else ''}"
-
-
-def _function_name(func: Any) -> str:
-    """``torch.arange``, ``Tensor.to``: the name the user's code called."""
-    name = str(getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func)))
-    owner, _, short = name.rpartition(".")
-    if owner.endswith("TensorBase"):
-        return f"Tensor.{short}"
-    if owner.endswith("VariableFunctionsClass"):
-        return f"torch.{short}"
-    return name
 
 
 def _fingerprint(tensor: Tensor) -> float:
@@ -758,14 +1237,45 @@ def _fixed_device(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -
     return None
 
 
+def _to_meta(func: Any, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Any:
+    """Run a call that named a fixed device with ``meta`` instead, so the run goes on."""
+    name = getattr(func, "__name__", "")
+    if name in {"cpu", "cuda", "mps", "xpu"}:
+        return args[0]
+    meta = torch.device("meta")
+    args = tuple(meta if isinstance(a, str | torch.device) and name == "to" else a for a in args)
+    kwargs = {k: (meta if k == "device" and v is not None else v) for k, v in kwargs.items()}
+    return func(*args, **kwargs)
+
+
+class _CudaQuestion:
+    """``torch.cuda.is_available`` while the meta run goes: counts the user's questions.
+
+    ``answer=None`` gives torch's own answer; ``True`` pretends a GPU, to the user's code
+    only (torch's own code still gets the truth).
+    """
+
+    def __init__(self, answer: bool | None) -> None:
+        self.answer = answer
+        self.calls = 0
+        self.truth = torch.cuda.is_available
+
+    def __call__(self) -> bool:
+        frame = sys._getframe(1)  # the caller: a CPython frame
+        if _is_library(frame.f_code.co_filename):
+            return self.truth()
+        self.calls += 1
+        return self.truth() if self.answer is None else self.answer
+
+
 class _CreationWatch(TorchFunctionMode):
-    """Finds the lines that make "off" tensors (wrong device or dtype) during forward().
+    """Finds the lines that make "off" tensors (here: not on meta) during forward().
 
     A torch call is reported when ``fixed`` finds a fixed argument in it (``device="cpu"``,
-    ``.cuda()``: checked before the call, which may fail), when it receives an off tensor
-    that is neither an input nor state of the module (a global), or when it returns an off
-    tensor without receiving one (it made it: a factory function, ``.float()``). Calls that
-    only pass an off tensor along are not reported: the line that made it is.
+    ``.cuda()``: checked before the call, which then runs on meta), when it receives an
+    off tensor that is neither an input nor state of the module (a global), or when it
+    returns an off tensor without receiving one (it made it: a factory function). Calls
+    that only pass an off tensor along are not reported: the line that made it is.
     """
 
     def __init__(
@@ -773,11 +1283,13 @@ class _CreationWatch(TorchFunctionMode):
         off: Callable[[Tensor], bool],
         known: set[int],
         fixed: Callable[[Callable[..., Any], tuple[Any, ...], Mapping[str, Any]], str | None],
+        redirect: bool = False,
     ) -> None:
         super().__init__()
         self.off = off
         self.known = known
         self.fixed = fixed
+        self.redirect = redirect
         self.made: list[Tensor] = []  # kept alive, so that identities stay unique
         self.found: dict[str, str] = {}
 
@@ -794,16 +1306,121 @@ class _CreationWatch(TorchFunctionMode):
         made = {id(t) for t in self.made}
         foreign = [t for t in received if id(t) not in self.known and id(t) not in made]
         fixed = self.fixed(func, args, kwargs)
-        if fixed is not None:
+        if fixed is not None and _direct_caller_is_user(func):
             self.found.setdefault(_caller(), f"{name}() called with {fixed}")
         elif foreign:
             problem = f"{name}() received a {_describe_tensor(foreign[0])}"
             self.found.setdefault(_caller(), problem + " that is neither input nor state")
-        result = func(*args, **kwargs)
+        if fixed is not None and self.redirect:
+            result = _to_meta(func, args, kwargs)
+        else:
+            result = func(*args, **kwargs)
         returned = [t for t in _flat_tensors(result) if self.off(t)]
         if returned and not received and fixed is None:
             self.found.setdefault(_caller(), f"{name}() made a {_describe_tensor(returned[0])}")
+            if self.redirect:  # reported: go on with it on meta, to check the next lines
+                return _map_tensors(lambda t: t.to("meta") if self.off(t) else t, result)
         self.made.extend(returned)
+        return result
+
+
+class _DeviceArguments(TorchFunctionMode):
+    """On the real device: torch calls of the user's code that name or imply a device.
+
+    A device given as a string or a number, ``.cpu()`` / ``.cuda()``, or a torch function
+    that receives no tensor, makes one of more than zero dimensions and has no
+    ``device=``: each would put a tensor on a fixed device.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: dict[str, str] = {}
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Collection[type],
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        result = func(*args, **kwargs)
+        if not _direct_caller_is_user(func):
+            return result
+        name = _function_name(func)
+        short = getattr(func, "__name__", "")
+        device = kwargs.get("device")
+        strings = [a for a in args if isinstance(a, str | int) and short == "to"]
+        if short in {"cpu", "cuda", "mps", "xpu"}:
+            self.found.setdefault(_caller(), f"{name}() moves to a fixed device")
+        elif isinstance(device, str | int) or any(isinstance(a, str) for a in strings):
+            shown = device if device is not None else strings[0]
+            self.found.setdefault(_caller(), f"{name}() called with device={shown!r}")
+        elif (
+            name.startswith("torch.")
+            and device is None
+            and not _flat_tensors((args, kwargs))
+            and any(t.dim() > 0 for t in _flat_tensors(result))
+        ):
+            self.found.setdefault(
+                _caller(), f"{name}() made a tensor on the default device (no device=)"
+            )
+        return result
+
+
+class _DtypeWatch(TorchFunctionMode):
+    """Float tensors of another dtype than the module's: where they meet it, or are made.
+
+    A tensor is "off" when it is floating point, has dimensions, and is not ``dtype``.
+    Each off tensor remembers the line that made it from no off tensor (a factory, a
+    cast). A call that receives off and on tensors together is a mixed-dtype operation:
+    reported at the line that made the off one. An upcast that is cast back before it
+    meets anything (RMSNorm, softmax in float32) is never reported.
+    """
+
+    def __init__(self, dtype: torch.dtype, known: set[int]) -> None:
+        super().__init__()
+        self.dtype = dtype
+        self.known = known
+        self.made: list[Tensor] = []  # kept alive, so that identities stay unique
+        self.origin: dict[int, str] = {}
+        self.found: dict[str, str] = {}
+
+    def off(self, tensor: Tensor) -> bool:
+        return tensor.dim() > 0 and tensor.is_floating_point() and tensor.dtype != self.dtype
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Collection[type],
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        floats = [t for t in _flat_tensors((args, kwargs)) if t.dim() > 0 and t.is_floating_point()]
+        off = [t for t in floats if t.dtype != self.dtype]
+        on = [t for t in floats if t.dtype == self.dtype]
+        name = _function_name(func)
+        for tensor in off:
+            if id(tensor) not in self.origin and id(tensor) not in self.known:
+                self.origin[id(tensor)] = _caller()  # a global, first seen here
+        # Off state of the module (inputs, attributes) is rule follows-to's or
+        # unregistered-tensor's: only tensors made while it runs are this rule's.
+        culprits = [t for t in off if self.origin.get(id(t))]
+        if culprits and on and _direct_caller_is_user(func):
+            self.found.setdefault(
+                self.origin[id(culprits[0])],
+                f"made a {_describe_tensor(culprits[0])} that meets {self.dtype} tensors in "
+                f"{name}() at {_caller()}",
+            )
+        result = func(*args, **kwargs)
+        for tensor in _flat_tensors(result):
+            if self.off(tensor) and id(tensor) not in self.origin:
+                if culprits:
+                    self.origin[id(tensor)] = self.origin[id(culprits[0])]
+                else:  # made here from no off tensor, or from off state ("")
+                    self.origin[id(tensor)] = "" if off else _caller()
+                self.made.append(tensor)
         return result
 
 
@@ -855,7 +1472,7 @@ class _LocalNames:
 
     While active (one forward() call), a profile function looks at each frame of code
     outside torch as it returns, so that a parameter made as a local variable in forward()
-    can be reported by its name.
+    (or the parameters of a module made there) can be reported by name.
     """
 
     def __init__(self) -> None:
@@ -877,10 +1494,19 @@ class _LocalNames:
     def profile(self, frame: FrameType, event: str, _arg: object) -> None:
         if event != "return" or _is_library(frame.f_code.co_filename):
             return
+        function = frame.f_code.co_name
         for name, value in frame.f_locals.items():
             if isinstance(value, Tensor) and value.requires_grad and value.grad_fn is None:
-                where = f"local '{name}' in {frame.f_code.co_name}()"
-                self.names.append((weakref.ref(value), where))
+                self.names.append((weakref.ref(value), f"local '{name}' in {function}()"))
+            elif isinstance(value, nn.Module) and name != "self":
+                where = f"local {type(value).__name__} '{name}' in {function}()"
+                for parameter in value.parameters():
+                    self.names.append((weakref.ref(parameter), where))
+
+    @staticmethod
+    def is_module(where: str) -> bool:
+        """Whether a name from :meth:`name_of` is that of a module made in forward()."""
+        return where.startswith("local ") and not where.startswith("local '")
 
     def name_of(self, tensor: Tensor) -> str | None:
         for ref, name in self.names:

@@ -1,13 +1,17 @@
 """Train the model: ``python -m {{ cookiecutter.package_name }}.train --help``.
 
     python -m {{ cookiecutter.package_name }}.train                        # best device, synthetic data
+    python -m {{ cookiecutter.package_name }}.train --data data.npz        # your data (see data.py)
     python -m {{ cookiecutter.package_name }}.train --steps 2000 --resume  # go on to step 2000
+    python -m {{ cookiecutter.package_name }}.train --config checkpoints/config.json --checkpoint-dir again
     torchrun --nproc-per-node 4 -m {{ cookiecutter.package_name }}.train   # 4 GPUs, DDP
+    torchrun --nproc-per-node 4 -m {{ cookiecutter.package_name }}.train --strategy fsdp  # sharded
 
-The script reads top to bottom: arguments, device, data, model, optimizer, resume, loop.
-The loop reads the loss back from the device only when it logs, evaluates and saves
-``CHECKPOINT_DIR/last.pt`` every ``--eval-every`` steps, and on SIGINT (Ctrl-C) or SIGTERM
-finishes its step, saves and exits.
+:func:`train` is the outline: arguments, world, data, model, optimizer, resume, loop; one
+optimizer step is :func:`train_step`. The loop reads the loss back from the device only
+when it logs, evaluates and saves ``CHECKPOINT_DIR/last.pt`` (and ``best.pt``) every
+``--eval-every`` steps, stops with an error when the loss stops being finite, and on
+SIGINT (Ctrl-C) or SIGTERM finishes its step, saves and exits.
 """
 
 from __future__ import annotations
@@ -17,77 +21,166 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import math
 import signal
+import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.distributed.fsdp import FSDPModule
+from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from . import checkpoint, distributed
+from . import checkpoint, distributed, optim, sharded_checkpoint
 from .checkpoint import CheckpointError
-from .data import ClassificationData
-from .distributed import World
+from .data import DataError, Splits, load_data
+from .distributed import DistributedError, World
 from .model import Model, ModelConfig
+from .optim import Schedule
 
 Batch = tuple[Tensor, Tensor]
+# ModelConfig fields that the data decides; the others are flags.
+DATA_FIELDS = ("in_features", "num_classes")
+# Flags a --config file does not replay: the file itself, and whether to resume.
+NOT_REPLAYED = ("config", "resume")
 
 
 class TrainingError(Exception):
     """Bad input, reported in one line without a traceback."""
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+# --- arguments ------------------------------------------------------------------------
+
+
+def number(kind: Callable[[str], Any], minimum: float, *, inclusive: bool) -> Callable[[str], Any]:
+    """An argparse ``type``: ``kind(text)``, finite and at least (or above) ``minimum``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
+            raise argparse.ArgumentTypeError(f"{text} must be finite and {bound}")
+        return value
+
+    return parse
+
+
+POSITIVE_INT = number(int, 0, inclusive=False)
+NATURAL = number(int, 0, inclusive=True)
+POSITIVE_FLOAT = number(float, 0.0, inclusive=False)
+NON_NEGATIVE_FLOAT = number(float, 0.0, inclusive=True)
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m {{ cookiecutter.package_name }}.train",
         description="Train the model; under torchrun, on several processes with DDP.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--steps", type=int, default=1000, help="total optimizer steps")
-    parser.add_argument("--batch-size", type=int, default=64, help="samples per step and process")
-    parser.add_argument("--lr", type=float, default=1e-3, help="AdamW learning rate")
-    parser.add_argument("--seed", type=int, default=0, help="initial weights and batch order")
-    parser.add_argument(
-        "--device",
-        choices=["auto", "cpu", "cuda", "mps"],
-        default="auto",
-        help="auto takes CUDA, then MPS, then the CPU",
+    add = parser.add_argument
+    add("--config", type=Path, help="replay the run recorded in this config.json; flags win")
+    add("--steps", type=POSITIVE_INT, default=1000, help="total optimizer steps")
+    add("--batch-size", type=POSITIVE_INT, default=64, help="samples per micro-batch and process")
+    add("--grad-accum", type=POSITIVE_INT, default=1, help="micro-batches per optimizer step")
+    add("--seed", type=int, default=0, help="initial weights, batch order, dropout streams")
+    add("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="auto: best")
+    add("--data", type=Path, help="a .npz or .pt file of inputs and labels (see data.py)")
+    add("--num-workers", type=NATURAL, default=0, help="DataLoader worker processes")
+    add(
+        "--strategy",
+        metavar="{ddp,fsdp}",  # checked by distributed.check_strategy: one line, exit 1
+        default="ddp",
+        help="under torchrun: ddp (a replica per rank) or fsdp (sharded; sharded checkpoints)",
     )
-    parser.add_argument(
+    opt = parser.add_argument_group("optimizer and schedule")
+    opt.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3, help="peak learning rate")
+    opt.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
+    opt.add_argument("--warmup-steps", type=NATURAL, default=0, help="linear warmup steps")
+    opt.add_argument("--min-lr", type=NON_NEGATIVE_FLOAT, help="cosine floor (default: lr/10)")
+    opt.add_argument("--decay-steps", type=POSITIVE_INT, help="cosine length (default: steps)")
+    opt.add_argument("--weight-decay", type=NON_NEGATIVE_FLOAT, default=0.01, help="on weights")
+    opt.add_argument("--grad-clip", type=NON_NEGATIVE_FLOAT, default=1.0, help="max norm; 0: off")
+    run = parser.add_argument_group("run folder and logging")
+    run.add_argument(
         "--checkpoint-dir",
         type=Path,
         default=Path("checkpoints"),
-        help="where last.pt and metrics.jsonl go",
+        help="where checkpoints, config.json, metrics.jsonl and tensorboard/ go",
     )
-    parser.add_argument(
+    run.add_argument(
         "--resume",
         action="store_true",
-        help="continue CHECKPOINT_DIR/last.pt up to --steps (exact with the same --seed, "
-        "--batch-size and number of processes)",
+        help="continue CHECKPOINT_DIR/last.pt up to --steps (exact with the same flags and "
+        "number of processes); without it, an existing run is never overwritten",
     )
-    parser.add_argument("--amp", action="store_true", help="bf16 autocast (CUDA, or CPU)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile the model")
-    parser.add_argument("--log-every", type=int, default=50, help="log the loss every N steps")
-    parser.add_argument(
-        "--eval-every", type=int, default=250, help="evaluate and save last.pt every N steps"
-    )
-    model = parser.add_argument_group("model (ModelConfig; a checkpoint resumes only with these)")
+    run.add_argument("--log-every", type=POSITIVE_INT, default=50, help="log every N steps")
+    run.add_argument("--eval-every", type=POSITIVE_INT, default=250, help="evaluate, save")
+    run.add_argument("--keep", type=NATURAL, default=0, help="keep N step-*.pt checkpoints")
+    boolean = argparse.BooleanOptionalAction
+    run.add_argument("--tensorboard", action=boolean, help="default: on if installed")
+    run.add_argument("--profile", action=boolean, default=False, help="trace steps 2-4")
+    run.add_argument("--amp", action=boolean, default=False, help="bf16 autocast (CUDA, CPU)")
+    run.add_argument("--compile", action=boolean, default=False, help="torch.compile the model")
+    model = parser.add_argument_group("model (ModelConfig; the data sets the other fields)")
     for field in dataclasses.fields(ModelConfig):
-        model.add_argument(f"--{field.name.replace('_', '-')}", type=int, default=field.default)
-    args = parser.parse_args(argv)
-    for name in ("steps", "batch_size", "log_every", "eval_every"):
-        if getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive")
-    return args
+        if field.name not in DATA_FIELDS:
+            flag = f"--{field.name.replace('_', '-')}"
+            model.add_argument(flag, type=POSITIVE_INT, default=field.default)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags; with ``--config FILE``, the recorded run's flags first, so that the
+    flags given here override them."""
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--config", type=Path)
+    recorded = first.parse_known_args(argv)[0].config
+    if recorded is not None:
+        argv = replayed_flags(parser, recorded) + argv
+    return parser.parse_args(argv)
+
+
+def replayed_flags(parser: argparse.ArgumentParser, path: Path) -> list[str]:
+    """The command-line flags that repeat the run recorded in ``path`` (a config.json)."""
+    try:
+        flags = json.loads(path.read_text(encoding="utf-8"))["flags"]
+        if not isinstance(flags, dict):
+            raise TypeError("flags is not an object")
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        parser.error(f"--config {path}: not a run record of this script ({error})")
+    options = {action.dest: action for action in parser._actions if action.option_strings}
+    unknown = sorted(set(flags) - set(options))
+    if unknown:
+        parser.error(f"--config {path}: unknown options {', '.join(unknown)}")
+    argv: list[str] = []
+    for dest, value in flags.items():
+        option = options[dest].option_strings[0]
+        if dest in NOT_REPLAYED or value is None:
+            continue
+        if isinstance(options[dest], argparse.BooleanOptionalAction):
+            argv.append(option if value else f"--no-{option.removeprefix('--')}")
+        else:
+            argv += [option, str(value)]
+    return argv
+
+
+# --- world ----------------------------------------------------------------------------
 
 
 def pick_device(name: str, world: World) -> torch.device:
@@ -132,10 +225,44 @@ class GracefulStop:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+# --- data -----------------------------------------------------------------------------
+
+
+def build_loaders(
+    args: argparse.Namespace, data: Splits, world: World, device: torch.device
+) -> tuple[DataLoader[Batch], DistributedSampler[int], DataLoader[Batch]]:
+    """The training loader (each rank its share of a seeded shuffle; the whole of it in a
+    world of one) and the validation loader. Pinned memory lets the copies to a GPU run
+    asynchronously; workers, if any, live as long as the run."""
+    if len(data.train) < world.world_size:
+        raise TrainingError(
+            f"{len(data.train)} training samples cannot be split across {world.world_size} "
+            f"processes: start at most {len(data.train)}, or give more data"
+        )
+    sampler: DistributedSampler[int] = DistributedSampler(
+        data.train, num_replicas=world.world_size, rank=world.rank, shuffle=True, seed=args.seed
+    )
+    loader = DataLoader(
+        data.train,
+        batch_size=args.batch_size,
+        sampler=sampler,
+        drop_last=True,
+        num_workers=args.num_workers,
+        persistent_workers=args.num_workers > 0,
+        pin_memory=device.type == "cuda",
+    )
+    if len(loader) == 0:
+        raise TrainingError(
+            f"--batch-size {args.batch_size} is more than the {len(sampler)} samples per process "
+            f"({world.world_size} processes): lower it, or start fewer processes"
+        )
+    return loader, sampler, DataLoader(data.val, batch_size=256)
+
+
 def batches(
     loader: DataLoader[Batch], sampler: DistributedSampler[int], start: int
 ) -> Iterator[Batch]:
-    """Batches without end, epoch after epoch, from the one that step ``start`` takes.
+    """Micro-batches without end, epoch after epoch, from micro-batch number ``start``.
 
     An epoch's order depends only on the seed and the epoch number (``set_epoch``), so a
     resumed run sees exactly the batches that an uninterrupted run sees.
@@ -148,11 +275,140 @@ def batches(
         epoch, skip = epoch + 1, 0
 
 
+# --- model and optimizer --------------------------------------------------------------
+
+
+def model_config(args: argparse.Namespace, data: Splits) -> ModelConfig:
+    """The model's hyperparameters: input width and class count from the data, the rest
+    from the flags."""
+    fields: dict[str, Any] = {
+        f.name: getattr(args, f.name, None) for f in dataclasses.fields(ModelConfig)
+    }
+    fields.update(in_features=data.in_features, num_classes=data.num_classes)
+    try:
+        return ModelConfig(**fields)
+    except ValueError as error:
+        raise TrainingError(str(error)) from None
+
+
+def build_model(config: ModelConfig, data: Splits, seed: int, device: torch.device) -> Model:
+    """The model, built on the CPU from the seed (the same weights on every rank) and moved
+    to the device once. The input statistics are buffers: state that is saved, not trained."""
+    torch.manual_seed(seed)
+    model = Model(config)
+    with torch.no_grad():
+        model.input_mean.copy_(data.train.inputs.mean(dim=0))
+        model.input_std.copy_(data.train.inputs.std(dim=0).clamp_min(1e-6))
+    return model.to(device)
+
+
+def build_sharded_model(
+    config: ModelConfig, data: Splits, seed: int, device: torch.device, world: World, amp: bool
+) -> Model:
+    """FSDP2: the model built on the meta device (no memory), sharded across the ranks,
+    then only this rank's shards allocated and initialised (see distributed.py). With
+    ``amp``, FSDP computes in bf16 and reduces gradients in fp32."""
+    with torch.device("meta"):
+        model = Model(config)
+    distributed.fully_shard_model(model, device, world, seed=seed, bf16=amp)
+    with torch.no_grad():  # buffers are not sharded: every rank holds them whole
+        model.input_mean.copy_(data.train.inputs.mean(dim=0))
+        model.input_std.copy_(data.train.inputs.std(dim=0).clamp_min(1e-6))
+    return model
+
+
+def describe_strategy(strategy: str, world: World, sharded: bool) -> str:
+    """The log line that says how the work is shared, and how checkpoints are written."""
+    if strategy == "single":
+        kept = "sharded checkpoints (--strategy fsdp)" if sharded else "single-file checkpoints"
+        return f"one process: neither DDP nor FSDP; {kept}"
+    what = "a replica per rank" if strategy == "ddp" else "parameters sharded across ranks"
+    return f"{strategy.upper()} over {world.world_size} processes: {what}"
+
+
+def wrap_model(
+    model: Model, world: World, device: torch.device, compile: bool, strategy: str = "ddp"
+) -> nn.Module:
+    """What the loop trains: ``model`` compiled and/or wrapped in DDP, which averages the
+    gradients of all ranks in backward(). Checkpoints save ``model`` itself, without the
+    wrappers' key prefixes ("_orig_mod.", "module."). Under FSDP ``model`` is sharded
+    already: it is what the loop trains."""
+    trained: nn.Module = model
+    if compile:
+        trained = torch.compile(trained)  # type: ignore[assignment]
+    if strategy == "ddp" and world.distributed:
+        device_ids = [device.index] if device.type == "cuda" else None
+        trained = DistributedDataParallel(trained, device_ids=device_ids)
+    return trained
+
+
+def build_schedule(args: argparse.Namespace) -> Schedule:
+    min_lr = args.lr / 10 if args.min_lr is None else args.min_lr
+    decay_steps = args.steps if args.decay_steps is None else args.decay_steps
+    return Schedule(args.lr, args.schedule, args.warmup_steps, decay_steps, min_lr)
+
+
+# --- one step -------------------------------------------------------------------------
+
+
 def autocast(device: torch.device, enabled: bool) -> AbstractContextManager[Any]:
     """bf16 autocast with --amp; without it, no autocast context at all."""
     if enabled:
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def set_gradient_sync(model: nn.Module, enabled: bool) -> None:
+    """Whether the next backward() averages gradients across ranks (DDP's all-reduce).
+    Accumulating micro-batches, only the last one needs to (nanoGPT's trick)."""
+    if isinstance(model, DistributedDataParallel):
+        model.require_backward_grad_sync = enabled
+    elif isinstance(model, FSDPModule):  # FSDP: no reduce-scatter until the last one
+        model.set_requires_gradient_sync(enabled)
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    micro_batches: list[Batch],
+    *,
+    device: torch.device,
+    amp: bool = False,
+    grad_clip: float = 0.0,
+) -> tuple[Tensor, Tensor]:
+    """One optimizer step over ``micro_batches``: their gradients add up to those of one
+    batch of them all (each loss is divided by their number), are clipped to norm
+    ``grad_clip`` (0: not clipped), and update the weights.
+
+    Returns:
+        The mean loss and the gradient norm before clipping: tensors on the device, so
+        that nothing here waits for it.
+    """
+    count = len(micro_batches)
+    total: Tensor | None = None
+    for index, (batch_inputs, batch_targets) in enumerate(micro_batches):
+        # Each batch goes to the parameters' device (non_blocking: from pinned memory).
+        inputs = batch_inputs.to(device, non_blocking=True)
+        targets = batch_targets.to(device, non_blocking=True)
+        set_gradient_sync(model, index == count - 1)
+        with autocast(device, amp):
+            loss = F.cross_entropy(model(inputs), targets)
+        if count > 1:
+            loss = loss / count
+        loss.backward()
+        total = loss.detach() if total is None else total + loss.detach()
+    assert total is not None, "train_step needs at least one micro-batch"
+    parameters = [p for p in model.parameters() if p.grad is not None]
+    if grad_clip > 0:
+        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip, foreach=True)
+    else:
+        norms = [torch.linalg.vector_norm(p.grad) for p in parameters if p.grad is not None]
+        grad_norm = torch.linalg.vector_norm(torch.stack(norms))
+    if isinstance(grad_norm, DTensor):  # FSDP: the norm over all shards, on every rank
+        grad_norm = grad_norm.full_tensor()
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return total, grad_norm
 
 
 @torch.inference_mode()
@@ -173,18 +429,182 @@ def evaluate(model: nn.Module, loader: DataLoader[Batch], amp: bool) -> dict[str
     return {"val_loss": loss_sum.item() / total, "val_accuracy": correct.item() / total}
 
 
-def report(record: dict[str, Any], metrics: Path, progress: tqdm[Any]) -> None:
-    """Append ``record`` to metrics.jsonl, and show it (in the bar, or as a log line)."""
-    with metrics.open("a", encoding="utf-8") as file:
-        file.write(json.dumps({**record, "time": time.time()}) + "\n")
-    line = " | ".join(
-        f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
-        for key, value in record.items()
-    )
-    if progress.disable or "val_loss" in record:
-        log(line)
+# --- state, checkpoints and the run's record ------------------------------------------
+
+
+def rng_states(world: World) -> list[dict[str, Any]]:
+    """Every rank's random number generator states, by rank (a collective under DDP)."""
+    state = checkpoint.rng_state()
+    if not world.distributed:
+        return [state]
+    states: list[Any] = [None] * world.world_size
+    dist.all_gather_object(states, state)
+    return states
+
+
+def loop_state(
+    step: int,
+    best_val_loss: float,
+    schedule: Schedule,
+    data: Splits,
+    args: argparse.Namespace,
+    world: World,
+) -> dict[str, Any]:
+    """Everything besides weights and optimizer that the loop needs to resume exactly (a
+    collective under DDP: every rank calls it). Saved in each checkpoint, with ``config``."""
+    return {
+        "step": step,
+        "best_val_loss": best_val_loss,
+        "schedule": schedule.state_dict(),
+        "data": {
+            "source": data.source,
+            "train_samples": len(data.train),
+            "micro_batches": step * args.grad_accum,  # the position in the batch stream
+            "batch_size": args.batch_size,
+        },
+        "world_size": world.world_size,
+        "rng": rng_states(world),
+    }
+
+
+def save_checkpoint(
+    directory: Path,
+    model: Model,
+    optimizer: torch.optim.Optimizer,
+    state: dict[str, Any],
+    world: World,
+    *,
+    best: bool = False,
+    keep: int = 0,
+    sharded: bool = False,
+) -> None:
+    """Rank 0 writes last.pt (and best.pt, and step-*.pt with ``keep``); ``sharded``
+    (--strategy fsdp): every rank writes its shards of CHECKPOINT_DIR/last instead, each
+    rank's RNG states with them (see sharded_checkpoint.py; no best or step copies)."""
+    if sharded:
+        loop = {key: value for key, value in state.items() if key != "rng"}
+        sharded_checkpoint.save(directory, model, optimizer, state["step"], loop)
+        return
+    if not world.is_main:
+        return
+    links = [directory / checkpoint.BEST] if best else []
+    if keep:
+        links.append(checkpoint.step_path(directory, state["step"]))
+    last = directory / checkpoint.LAST
+    checkpoint.save(last, model, optimizer, state["step"], state, links=links)
+    checkpoint.remove_old_steps(directory, keep)
+
+
+def load_checkpoint(
+    path: Path, model: Model, optimizer: torch.optim.Optimizer, world: World
+) -> dict[str, Any]:
+    """Weights, optimizer moments and this rank's RNG states from ``path``; returns the
+    loop's state (see :func:`loop_state`)."""
+    if sharded_checkpoint.is_sharded(path):  # DCP reshards it to this world's ranks
+        loaded = sharded_checkpoint.load(path, model, optimizer)
+        state = {**loaded.loop_state, "step": loaded.step, "world_size": loaded.saved_world_size}
     else:
-        progress.set_postfix_str(line, refresh=False)
+        state = checkpoint.load(path, model, optimizer, rank=world.rank)
+    saved_world = state.get("world_size", 1)
+    if saved_world != world.world_size and world.is_main:
+        log(
+            f"{path} was saved by {saved_world} process(es), now {world.world_size}: "
+            "training goes on, but not bit-identically"
+        )
+    return state
+
+
+def git_commit() -> str | None:
+    """The commit of the source tree this package runs from, "+dirty" if changed."""
+    source = Path(__file__).resolve().parent
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        status = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=source, capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if status else "")
+
+
+def record_run(
+    args: argparse.Namespace, config: ModelConfig, data: Splits, world: World, step: int
+) -> None:
+    """Write CHECKPOINT_DIR/config.json: every flag, the model config, the versions and the
+    commit, for ``--config`` to replay. Each start (and resume) writes it anew."""
+    flags = {key: str(v) if isinstance(v, Path) else v for key, v in vars(args).items()}
+    record = {
+        "flags": flags,
+        "model": dataclasses.asdict(config),
+        "data": {"source": data.source, "train": len(data.train), "val": len(data.val)},
+        "world_size": world.world_size,
+        "started_at_step": step,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "git_commit": git_commit(),
+    }
+    path = args.checkpoint_dir / "config.json"
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    temporary.replace(path)
+
+
+class RunLog:
+    """Where rank 0's records go: metrics.jsonl (one JSON object a line), TensorBoard's
+    event files in tensorboard/ (with the ``tensorboard`` extra), and the progress bar or
+    the log."""
+
+    def __init__(self, directory: Path, *, tensorboard: bool | None, bar: tqdm[Any]) -> None:
+        self.metrics = directory / "metrics.jsonl"
+        self.bar = bar
+        self.writer: Any = None
+        if tensorboard is False:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415
+        except ImportError:
+            if tensorboard:
+                raise TrainingError(
+                    "--tensorboard needs the tensorboard package: "
+                    "pip install '{{ cookiecutter.project_slug }}[tensorboard]'"
+                ) from None
+            log("TensorBoard off (pip install '{{ cookiecutter.project_slug }}[tensorboard]')")
+            return
+        self.writer = SummaryWriter(str(directory / "tensorboard"))
+
+    def event(self, name: str, step: int) -> None:
+        """Mark where a run or a resume starts, in metrics.jsonl."""
+        self._append({"event": name, "step": step})
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append ``record`` (with its ``step``) everywhere, and show it."""
+        self._append(record)
+        if self.writer is not None:
+            for key, value in record.items():
+                if key != "step":
+                    tag = f"val/{key[4:]}" if key.startswith("val_") else f"train/{key}"
+                    self.writer.add_scalar(tag, value, record["step"])
+            if "val_loss" in record:
+                self.writer.flush()
+        line = " | ".join(
+            f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+            for key, value in record.items()
+        )
+        if self.bar.disable or "val_loss" in record:
+            log(line)
+        else:
+            self.bar.set_postfix_str(line, refresh=False)
+
+    def _append(self, record: dict[str, Any]) -> None:
+        with self.metrics.open("a", encoding="utf-8") as file:
+            file.write(json.dumps({**record, "time": time.time()}) + "\n")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
 
 
 def log(line: str) -> None:
@@ -193,127 +613,199 @@ def log(line: str) -> None:
     sys.stdout.flush()
 
 
+def profiler(args: argparse.Namespace, world: World) -> torch.profiler.profile | None:
+    """With --profile: a torch.profiler trace of steps 2 to 4 (after a step of warm-up)
+    into CHECKPOINT_DIR/profile/, for TensorBoard or https://ui.perfetto.dev."""
+    if not args.profile:
+        return None
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if torch.cuda.is_available():
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    return torch.profiler.profile(
+        activities=activities,
+        schedule=torch.profiler.schedule(wait=0, warmup=1, active=3, repeat=1),
+        on_trace_ready=torch.profiler.tensorboard_trace_handler(
+            str(args.checkpoint_dir / "profile"), worker_name=f"rank{world.rank}"
+        ),
+    )
+
+
+def first_non_finite(values: list[list[float]], first_step: int) -> tuple[int, str] | None:
+    """The step and the name of the first non-finite (loss, grad norm) pair, if any."""
+    for offset, (loss, grad_norm) in enumerate(values):
+        if not math.isfinite(loss):
+            return first_step + offset, f"loss is {loss}"
+        if not math.isfinite(grad_norm):
+            return first_step + offset, f"gradient norm is {grad_norm}"
+    return None
+
+
+# --- the outline ----------------------------------------------------------------------
+
+
 def train(args: argparse.Namespace, stop: GracefulStop) -> dict[str, float]:
     """Train as ``args`` say; return the last evaluation's metrics."""
-    # Processes and device. Under torchrun each process drives one device.
+    # World: processes and devices. Under torchrun each process drives one device.
     world = World.from_env()
     device = pick_device(args.device, world)
+    strategy = distributed.check_strategy(args.strategy, device, world)  # or "single"
     distributed.init(world, device)
+    sharded = args.strategy == "fsdp"  # sharded checkpoints, even in a world of one
+    autocast_on = args.amp and strategy != "fsdp"  # FSDP's mixed precision replaces it
     if args.amp and device.type not in ("cuda", "cpu"):
         raise TrainingError(f"--amp: bf16 autocast runs on cuda or cpu, not {device.type}")
-    try:
-        config = ModelConfig(
-            **{f.name: getattr(args, f.name) for f in dataclasses.fields(ModelConfig)}
-        )
-    except ValueError as error:
-        raise TrainingError(str(error)) from None
-    last = args.checkpoint_dir / "last.pt"
-    metrics = args.checkpoint_dir / "metrics.jsonl"
+    directory = args.checkpoint_dir
     if world.is_main:
-        checkpoint.check_writable(args.checkpoint_dir)
-
-    # Data. The sampler gives each rank its share of a seeded shuffle (the whole of it in
-    # a world of one); pinned memory lets the copies to a GPU run asynchronously.
-    train_set = ClassificationData("train", config)
-    sampler: DistributedSampler[int] = DistributedSampler(
-        train_set, num_replicas=world.world_size, rank=world.rank, shuffle=True, seed=args.seed
+        checkpoint.check_writable(directory)
+    # A restart by torchrun or Slurm resumes by itself: it is the same run, not a new one.
+    start = sharded_checkpoint.resolve_start(
+        directory, args.resume, sharded=sharded, restart=world.restart, clean=world.is_main
     )
-    loader = DataLoader(
-        train_set,
-        batch_size=args.batch_size,
-        sampler=sampler,
-        drop_last=True,
-        pin_memory=device.type == "cuda",
-    )
-    if len(loader) == 0:
-        raise TrainingError(
-            f"--batch-size {args.batch_size} is more than the {len(sampler)} samples per process"
-        )
-    val_loader = DataLoader(ClassificationData("val", config), batch_size=256)
+    if world.is_main:
+        log(describe_strategy(strategy, world, sharded))
+        if world.restart:
+            where = start.resume_from or "no checkpoint yet: starting from step 0"
+            log(f"restart {world.restarts} (by {world.restarted_by}): resuming from {where}")
 
-    # Model: built on the CPU from the seed (the same weights on every device), then moved
-    # to the device once. The input statistics are buffers: state that is saved, not trained.
-    torch.manual_seed(args.seed)
-    model = Model(config)
-    with torch.no_grad():
-        model.input_mean.copy_(train_set.inputs.mean(dim=0))
-        model.input_std.copy_(train_set.inputs.std(dim=0).clamp_min(1e-6))
-    model = model.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
+    # Data, and the model it decides the shape of.
+    data = load_data(args.data)
+    loader, sampler, val_loader = build_loaders(args, data, world, device)
+    config = model_config(args, data)
+    if strategy == "fsdp":
+        model = build_sharded_model(config, data, args.seed, device, world, args.amp)
+    else:
+        model = build_model(config, data, args.seed, device)
+    # Dropout and augmentation: each rank its own stream (nanoGPT's seed offset).
+    torch.manual_seed(args.seed + world.rank)
+    trained = wrap_model(model, world, device, args.compile, strategy)  # shares parameters
+    optimizer = optim.build_optimizer(model, lr=args.lr, weight_decay=args.weight_decay)
+    schedule = build_schedule(args)
 
-    step = 0
-    if args.resume:
-        step = checkpoint.load(last, model, optimizer)  # weights, moments, RNG states
-        for group in optimizer.param_groups:
-            group["lr"] = args.lr  # a new --lr takes effect on resume
+    # Resume: weights, moments, RNG states, and the loop's own state.
+    step, best_val_loss, micro_batches = 0, math.inf, 0
+    if start.resume_from is not None:
+        state = load_checkpoint(start.resume_from, model, optimizer, world)
+        step, best_val_loss = state["step"], state.get("best_val_loss", math.inf)
+        micro_batches = state.get("data", {}).get("micro_batches", step * args.grad_accum)
         if world.is_main:
-            log(f"resumed from {last} at step {step}")
+            log(f"resumed from {start.resume_from} at step {step}")
+            if state.get("schedule", schedule.state_dict()) != schedule.state_dict():
+                log(f"the schedule differs from the checkpoint's: {state['schedule']}")
     if step >= args.steps:
         if world.is_main:
-            log(f"{last} is at step {step}, --steps is {args.steps}: nothing to do")
+            log(f"{start.resume_from} is at step {step} of {args.steps}: nothing to do")
         return {"step": step}
 
-    # Wrappers go around `model`, whose state_dict is saved without their key prefixes
-    # ("module.", "_orig_mod."): DDP averages the gradients of all ranks in backward().
-    trained: nn.Module = model
-    if world.distributed:
-        device_ids = [device.index] if device.type == "cuda" else None
-        trained = DistributedDataParallel(model, device_ids=device_ids)
-    if args.compile:
-        trained = torch.compile(trained)  # type: ignore[assignment]
-
-    progress = tqdm(
+    bar = tqdm(
         total=args.steps,
         initial=step,
         unit="step",
         dynamic_ncols=True,
         disable=not (world.is_main and sys.stderr.isatty()),
     )
-    data = batches(loader, sampler, start=step)
-    loss_sum = torch.zeros((), device=device)  # summed on the device: no sync per step
+    run_log = RunLog(directory, tensorboard=args.tensorboard, bar=bar) if world.is_main else None
+    if run_log is not None:
+        record_run(args, config, data, world, step)
+        run_log.event("resume" if step else "start", step)
+    trace = profiler(args, world)
+    if trace is not None:
+        trace.start()
+    stream = batches(loader, sampler, start=micro_batches)
+    losses: list[Tensor] = []  # of each step since the last sync, on the device
+    grad_norms: list[Tensor] = []
+    saved_step: int | None = step if step else None
     last_step, last_time = step, time.perf_counter()
     results: dict[str, float] = {}
-    while step < args.steps:
-        inputs, targets = next(data)
-        # Each batch goes to the parameters' device (non_blocking: from pinned memory).
-        inputs = inputs.to(device, non_blocking=True)
-        targets = targets.to(device, non_blocking=True)
-        with autocast(device, args.amp):
-            loss = F.cross_entropy(trained(inputs), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        step += 1
-        loss_sum += loss.detach()
-        progress.update()
+    try:
+        while step < args.steps:
+            lr = schedule(step)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            loss, grad_norm = train_step(
+                trained,
+                optimizer,
+                [next(stream) for _ in range(args.grad_accum)],
+                device=device,
+                amp=autocast_on,
+                grad_clip=args.grad_clip,
+            )
+            step += 1
+            losses.append(loss)
+            grad_norms.append(grad_norm)
+            bar.update()
+            if trace is not None:
+                trace.step()
 
-        log_now = step % args.log_every == 0 or step == args.steps
-        # SIGINT/SIGTERM: stop after this step. Under torchrun all ranks must stop at the
-        # same step, so they agree at logging steps (a collective) instead of each step.
-        if world.distributed:
-            stopping = log_now and distributed.any_rank(stop.received is not None, device)
-        else:
-            stopping = stop.received is not None
-        if log_now:
-            # .item() waits for the device: the one host sync, every --log-every steps.
-            loss_mean = distributed.all_mean(loss_sum / (step - last_step)).item()
+            log_now = step % args.log_every == 0 or step == args.steps
+            evaluate_now = step % args.eval_every == 0 or step == args.steps
+            # SIGINT/SIGTERM: stop after this step. Under torchrun all ranks must stop at
+            # the same step, so they agree at logging steps (a collective), not each step.
+            if world.distributed:
+                stop_here = log_now or evaluate_now
+                stopping = stop_here and distributed.any_rank(stop.received is not None, device)
+            else:
+                stopping = stop.received is not None
+            if not (log_now or evaluate_now or stopping):
+                continue
+
+            # The one host sync, every --log-every steps: the losses since the last one,
+            # averaged over ranks, checked before anything is saved.
+            window = torch.stack([torch.stack(losses).float(), torch.stack(grad_norms).float()])
+            values = distributed.all_mean(window).T.tolist()
+            bad = first_non_finite(values, step - len(values) + 1)
+            if bad is not None:
+                kept = f"{directory / checkpoint.LAST} (step {saved_step}) is kept"
+                raise TrainingError(
+                    f"{bad[1]} at step {bad[0]}: stopped; "
+                    f"{kept if saved_step else 'no checkpoint was saved'}; "
+                    "try a lower --lr, --warmup-steps or --grad-clip"
+                )
             now = time.perf_counter()
-            speed = (step - last_step) / (now - last_time)
-            loss_sum.zero_()
+            record = {
+                "step": step,
+                "loss": sum(v[0] for v in values) / len(values),
+                "grad_norm": sum(v[1] for v in values) / len(values),
+                "lr": lr,
+                "steps_per_s": (step - last_step) / (now - last_time),
+            }
+            losses.clear()
+            grad_norms.clear()
             last_step, last_time = step, now
-            if world.is_main:
-                report({"step": step, "loss": loss_mean, "steps_per_s": speed}, metrics, progress)
-        evaluate_now = step % args.eval_every == 0 or step == args.steps
-        if evaluate_now and world.is_main:
-            results = {"step": step, **evaluate(model, val_loader, args.amp)}
-            report(results, metrics, progress)
-        if (evaluate_now or stopping) and world.is_main:
-            checkpoint.save(last, model, optimizer, step)
-        if stopping:
-            if world.is_main:
-                log(f"{stop.received}: saved {last} at step {step}; continue with --resume")
-            break
-    progress.close()
+            if run_log is not None:
+                run_log.write(record)
+            improved = False
+            # Under FSDP every rank evaluates: each forward gathers the layers' shards.
+            if evaluate_now and (world.is_main or strategy == "fsdp"):
+                results = {"step": step, **evaluate(model, val_loader, autocast_on)}
+                if run_log is not None:
+                    run_log.write(results)
+                improved = results["val_loss"] < best_val_loss
+                best_val_loss = min(best_val_loss, results["val_loss"])
+            if evaluate_now or stopping:
+                state = loop_state(step, best_val_loss, schedule, data, args, world)
+                keep = args.keep if evaluate_now else 0
+                save_checkpoint(
+                    directory,
+                    model,
+                    optimizer,
+                    state,
+                    world,
+                    best=improved,
+                    keep=keep,
+                    sharded=sharded,
+                )
+                saved_step = step
+            if stopping:
+                if world.is_main:
+                    last = directory / checkpoint.LAST
+                    log(f"{stop.received}: saved {last} at step {step}; continue with --resume")
+                break
+    finally:
+        if trace is not None:
+            trace.stop()
+        bar.close()
+        if run_log is not None:
+            run_log.close()
     # The other ranks wait here for rank 0's last evaluation and save: a rank that left
     # the process group while a peer still used it would abort in gloo's tear-down.
     distributed.barrier()
@@ -326,7 +818,7 @@ def main(argv: list[str] | None = None) -> None:
     previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         train(args, stop)
-    except (TrainingError, CheckpointError) as error:
+    except (TrainingError, CheckpointError, DataError, DistributedError) as error:
         sys.exit(f"error: {error}")  # bad input: one line, no traceback, exit status 1
     finally:
         distributed.destroy()

@@ -1,0 +1,150 @@
+"""data.py: the synthetic default, data files (.npz, .pt), and training on one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from {{ cookiecutter.package_name }} import train
+from {{ cookiecutter.package_name }}.data import DataError, load_data
+
+FAST = ["--device", "cpu", "--batch-size", "32", "--log-every", "5", "--eval-every", "10"]
+FAST += ["--no-tensorboard"]
+
+
+def arrays(features: int = 8, classes: int = 3, n: int = 256) -> dict[str, Any]:
+    """Separable clusters: ``classes`` classes of ``features`` inputs, as numpy arrays."""
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(classes, features)) * 3
+    out = {}
+    for split, count in (("train", n), ("val", n // 4)):
+        targets = rng.integers(classes, size=count)
+        out[f"{split}_inputs"] = (centres[targets] + rng.normal(size=(count, features))).astype(
+            np.float32
+        )
+        out[f"{split}_targets"] = targets.astype(np.int64)
+    return out
+
+
+def records(directory: Path) -> list[dict[str, Any]]:
+    lines = (directory / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def write(path: Path, content: dict[str, Any]) -> Path:
+    if path.suffix == ".npz":
+        np.savez(path, **content)
+    else:
+        torch.save({key: torch.as_tensor(value) for key, value in content.items()}, path)
+    return path
+
+
+def test_synthetic_default_is_fixed_and_has_the_default_shape() -> None:
+    one, two = load_data(), load_data()
+    assert (one.in_features, one.num_classes, one.source) == (16, 4, "synthetic")
+    assert (len(one.train), len(one.val)) == (4096, 1024)
+    assert torch.equal(one.train.inputs, two.train.inputs)
+    assert not torch.equal(one.train.inputs[:1024], one.val.inputs)
+
+
+@pytest.mark.parametrize("suffix", [".npz", ".pt"])
+def test_a_data_file_decides_input_width_and_class_count(tmp_path: Path, suffix: str) -> None:
+    data = load_data(write(tmp_path / f"data{suffix}", arrays(features=8, classes=3)))
+    assert (data.in_features, data.num_classes) == (8, 3)
+    assert data.train.inputs.dtype == torch.float32
+    assert data.train.targets.dtype == torch.int64
+    assert len(data.train) == 256
+    inputs, target = data.train[5]
+    assert inputs.shape == (8,)
+    assert target.dim() == 0
+
+
+def test_num_classes_in_the_file_wins_over_the_largest_label(tmp_path: Path) -> None:
+    content = {**arrays(classes=3), "num_classes": np.array(5)}
+    assert load_data(write(tmp_path / "data.npz", content)).num_classes == 5
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"val_targets": None}, "has no val_targets"),
+        ({"train_inputs": np.zeros((256,), np.float32)}, "train_inputs must be a 2-D floating"),
+        ({"train_targets": np.zeros(256, np.float32)}, "train_targets must be a 1-D integer"),
+        ({"train_targets": np.zeros(10, np.int64)}, "train_inputs has 256 rows and"),
+        ({"val_inputs": np.zeros((64, 5), np.float32)}, "train_inputs has 8 features"),
+        ({"val_targets": -np.ones(64, np.int64)}, "class indices in [0, 3)"),
+    ],
+    ids=["missing", "1-d-inputs", "float-labels", "lengths", "widths", "negative-label"],
+)
+def test_a_bad_data_file_is_refused_in_one_line(
+    tmp_path: Path, change: dict[str, Any], expected: str
+) -> None:
+    content = {**arrays(), **change}
+    content = {key: value for key, value in content.items() if value is not None}
+    path = write(tmp_path / "data.npz", content)
+    with pytest.raises(DataError) as caught:
+        load_data(path)
+    assert expected in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("data.csv", b"1,2\n", "expected a .npz or .pt file"),
+        ("absent.npz", None, "no such file"),
+        ("data.npz", b"not a zip", "is not a readable data file"),
+        ("data.pt", b"not a torch file", "is not a readable data file"),
+    ],
+)
+def test_an_unreadable_data_file_is_refused(
+    tmp_path: Path, name: str, content: bytes | None, expected: str
+) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(DataError, match=expected):
+        load_data(path)
+
+
+def test_training_on_a_data_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "data.npz", arrays(features=8, classes=3))
+    run = tmp_path / "run"
+    train.main(
+        ["--data", str(path), "--steps", "30", "--lr", "1e-2", "--checkpoint-dir", str(run), *FAST]
+    )
+    state = torch.load(run / "last.pt", weights_only=True)
+    assert state["config"]["in_features"] == 8
+    assert state["config"]["num_classes"] == 3
+    assert state["data"]["source"] == str(path)
+    assert state["model"]["heads.logits.weight"].shape[0] == 3
+    evaluations = [r for r in records(run) if "val_accuracy" in r]
+    assert evaluations[-1]["val_accuracy"] > 0.8  # 3 separable classes: chance is 1/3
+
+
+def test_resuming_on_data_of_another_shape_is_refused(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    small = write(tmp_path / "small.npz", arrays(features=8, classes=3))
+    wide = write(tmp_path / "wide.npz", arrays(features=12, classes=3))
+    train.main(["--data", str(small), "--steps", "5", "--checkpoint-dir", str(run), *FAST])
+    with pytest.raises(SystemExit) as exited:
+        train.main(
+            ["--data", str(wide), "--steps", "10", "--resume", "--checkpoint-dir", str(run), *FAST]
+        )
+    assert "in_features=8 there, 12 here" in str(exited.value.code)
+
+
+@pytest.mark.slow
+def test_workers_give_the_same_run_as_the_main_process(tmp_path: Path) -> None:
+    path = write(tmp_path / "data.pt", arrays())
+    for workers in ("0", "2"):
+        args = ["--data", str(path), "--steps", "12", "--num-workers", workers]
+        train.main([*args, "--checkpoint-dir", str(tmp_path / workers), *FAST])
+    plain, workers = (torch.load(tmp_path / w / "last.pt", weights_only=True) for w in "02")
+    for key, value in plain["model"].items():
+        assert torch.equal(workers["model"][key], value), key

@@ -1,0 +1,57 @@
+"""plot.py: a PNG of a run's training curves, of the size asked, and not blank."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }} import plot, train
+
+FAST = ["--device", "cpu", "--batch-size", "256", "--log-every", "2", "--eval-every", "4"]
+FAST += ["--no-tensorboard"]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short run, and a resume: metrics.jsonl with losses, evaluations and two starts."""
+    directory = tmp_path_factory.mktemp("run")
+    train.main(["--steps", "8", "--checkpoint-dir", str(directory), *FAST])
+    train.main(["--steps", "12", "--resume", "--checkpoint-dir", str(directory), *FAST])
+    return directory
+
+
+def test_the_png_has_the_size_asked_and_is_not_blank(run: Path, tmp_path: Path) -> None:
+    image = pytest.importorskip("matplotlib.image", reason="the plot extra is not installed")
+    output = plot.plot(run, tmp_path / "curves.png", width=640, height=480)
+    assert output == tmp_path / "curves.png"
+    assert output.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    pixels = image.imread(output)
+    assert pixels.shape[:2] == (480, 640)
+    colours = {tuple(pixel) for pixel in pixels.reshape(-1, pixels.shape[-1])[::7]}
+    assert len(colours) > 20  # curves, axes and text in several colours, not one fill
+
+
+def test_the_command_writes_curves_png_in_the_run_folder(
+    run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("matplotlib", reason="the plot extra is not installed")
+    assert plot.main([str(run)]) == 0
+    assert (run / "curves.png").stat().st_size > 10_000
+    assert capsys.readouterr().out == f"wrote {run / 'curves.png'}\n"
+
+
+def test_a_folder_without_metrics_is_refused_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit) as exited:
+        plot.main([str(tmp_path)])
+    expected = f"error: no metrics at {tmp_path / 'metrics.jsonl'}: pass the --checkpoint-dir"
+    assert isinstance(exited.value.code, str)
+    assert exited.value.code.startswith(expected)
+
+
+def test_the_records_skip_run_markers_for_curves(run: Path) -> None:
+    records = plot.read_metrics(run / "metrics.jsonl")
+    steps, losses = plot.series(records, "loss")
+    assert steps == [2, 4, 6, 8, 10, 12]
+    assert len(losses) == 6
+    assert [r["event"] for r in records if "event" in r] == ["start", "resume"]

@@ -1,0 +1,481 @@
+"""Each answer combination installs, builds and runs the way its README says.
+
+Every render is installed into fresh virtual environments, so that its suite sees exactly
+the project's declared dependencies (a dependency missing from pyproject.toml fails here):
+
+* the default answers: the README's uv route (``uv lock``, ``uv sync --extra cpu --extra
+  dev``, ``uv run pytest``: every test, slow ones included) against local stand-ins for
+  PyTorch's indexes (UV_INDEX); the README's pip route (``pip install -e ".[dev]"``: torch
+  imports without a warning, strict mypy passes); the project's own ``nox -s lint tests``
+  (its light ``.[test]`` route, torch pinned by $TORCH_SPEC);
+* the other combinations: the ``test`` extra alone in a fresh environment, and the suite
+  without slow tests;
+* every combination: ``python -m build``, ``twine check --strict``, the wheel in another
+  fresh environment (its CLIs run, or it refuses a Python below requires-python), and the
+  checks that need no torch on the interpreter the answers name (byte-compiling, ``ruff
+  --target-version``, an install of the project itself).
+
+torch exists here only as the CPU wheel for Python 3.11 (pip's find-links). A combination
+whose ``requires-python`` excludes 3.11 runs its suite on 3.11 with ``src`` on PYTHONPATH
+(its dependencies installed from pyproject.toml, the project itself not: pip would refuse,
+and a test checks that it does). Each test prints what it ran and on which Python; the
+timings go to the terminal summary and to $TORCHWRIGHT_TIMINGS (a file), when set.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+from packaging.specifiers import SpecifierSet
+from rendering import (
+    COMBOS,
+    TORCH,
+    Stopwatch,
+    checked,
+    interpreter,
+    local_torch_wheels,
+    package_name,
+    pip_config,
+    run_command,
+    simple_index,
+    torch_python,
+    uv,
+    uv_environ,
+    uv_pip_install,
+    uv_venv,
+    venv_environ,
+)
+
+combos = pytest.mark.parametrize("combo", list(COMBOS))
+# The routes that install torch twice over run on the default answers (ids end in [default]).
+default_only = pytest.mark.parametrize("combo", ["default"])
+PASSED = re.compile(r"\b(\d+) passed\b")
+
+
+def answers_of(project: Path) -> dict:
+    return yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
+
+
+def requires_python(project: Path) -> SpecifierSet:
+    data = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    return SpecifierSet(data["project"]["requires-python"])
+
+
+def admits(project: Path, version: str) -> bool:
+    return requires_python(project).contains(f"{version}.0")
+
+
+def say(message: str) -> None:
+    """One line in the test's report (shown with -rA, and when the test fails)."""
+    print(message, file=sys.stderr)
+
+
+def passed_suite(result, what: str) -> str:
+    output = result.stdout + result.stderr
+    # Exit code 5 (no tests collected) is a failure too.
+    assert result.returncode == 0, f"{what}:\n{output}"
+    assert PASSED.search(output), f"{what}: no test passed:\n{output}"
+    summary = output.strip().splitlines()[-1]
+    say(f"{what}: {summary}")
+    return summary
+
+
+# Timings ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def timings(request: pytest.FixtureRequest):
+    """``timings(combo)``: a Stopwatch per combination, reported when the module ends."""
+    watches: dict[str, Stopwatch] = {}
+    yield lambda combo: watches.setdefault(combo, Stopwatch())
+    steps = sorted({step for watch in watches.values() for step in watch.laps})
+    lines = [
+        "| combo | " + " | ".join(steps) + " | total |",
+        "|" + " --- |" * (len(steps) + 2),
+    ]
+    for combo, watch in watches.items():
+        cells = [f"{watch.laps[s]:.1f}" if s in watch.laps else "" for s in steps]
+        total = sum(watch.laps.values())
+        lines.append(f"| {combo} | " + " | ".join(cells) + f" | {total:.1f} |")
+    table = "\n".join(lines)
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line("")
+        reporter.write_line(
+            "install / build / generated-suite seconds per combination:"
+        )
+        for line in lines:
+            reporter.write_line(line)
+    if os.environ.get("TORCHWRIGHT_TIMINGS"):
+        Path(os.environ["TORCHWRIGHT_TIMINGS"]).write_text(
+            table + "\n", encoding="utf-8"
+        )
+
+
+@pytest.fixture(scope="module")
+def copy_of(rendered, tmp_path_factory: pytest.TempPathFactory):
+    """``copy_of(combo)``: a fresh copy of the render, free to be written into."""
+
+    def get(combo: str) -> Path:
+        target = tmp_path_factory.mktemp(f"{combo}-copy") / "project"
+        return shutil.copytree(rendered(combo), target)
+
+    return get
+
+
+# The test extra alone: the suite sees exactly the declared dependencies ------------------
+
+
+@pytest.mark.parametrize("combo", [combo for combo in COMBOS if combo != "default"])
+def test_suite_passes_with_only_the_declared_dependencies(
+    copy_of, tmp_path: Path, timings, combo: str
+) -> None:
+    project = copy_of(combo)
+    watch = timings(combo)
+    version = torch_python()
+    python = uv_venv(tmp_path / "venv", interpreter(version) or sys.executable)
+    with watch("test-extra install"):
+        if admits(project, version):
+            # What `pip install -e ".[test]"` installs: the README's light route.
+            result = uv_pip_install(python, "-e", f"{project}[test]", TORCH)
+            env = venv_environ(python)
+            how = f'`-e ".[test]"` on Python {version}'
+        else:
+            # The project's Python has no torch wheel here: its dependencies only.
+            pyproject = project / "pyproject.toml"
+            result = uv_pip_install(
+                python, "-r", str(pyproject), "--extra", "test", TORCH
+            )
+            env = venv_environ(python, project)
+            how = (
+                f"dependencies of pyproject.toml (test extra) on Python {version}, src on "
+                f"PYTHONPATH: requires-python {requires_python(project)} excludes {version}, "
+                f"and torch has no wheel here for {answers_of(project)['python_version']}"
+            )
+        checked(result, f"installing {combo}")
+    # Exactly the declared dependencies: nothing from the export extra, say.
+    probe = run_command([str(python), "-c", "import onnx"], env=env)
+    assert probe.returncode != 0, (
+        "onnx is installed but the test extra does not declare it"
+    )
+    marker = ["-m", "not slow"]  # the default answers run every test in the uv route
+    with watch("suite (test extra)"):
+        result = run_command(
+            [str(python), "-m", "pytest", "-p", "no:cacheprovider", "-q", *marker],
+            cwd=project,
+            env=env,
+            timeout=1200,
+        )
+    passed_suite(result, f"{combo}: pytest {' '.join(marker)} with {how}")
+
+
+# The README's routes, on the default answers -------------------------------------------
+
+
+@default_only
+def test_uv_lock_sync_and_run_pytest(
+    combo: str, copy_of, tmp_path: Path, timings
+) -> None:
+    """The README's uv route, PyTorch's indexes replaced by local ones (UV_INDEX)."""
+    project = copy_of(combo)
+    watch = timings(combo)
+    cuda = answers_of(project)["cuda_version"].replace(".", "")
+    wheels = local_torch_wheels()
+    if not wheels:
+        pytest.fail(f"no torch wheel in pip's find-links {pip_config()['find-links']}")
+    cpu_index = simple_index(tmp_path / "pytorch-cpu", wheels)
+    # pip's other local index holds a CUDA torch: the stand-in for PyTorch's cuXXX index.
+    cuda_index = next(
+        url
+        for url in pip_config()["extra-index-url"]
+        if Path(url.removeprefix("file://"), "torch").is_dir()
+    )
+    env = uv_environ(UV_INDEX=f"pytorch-cpu={cpu_index} pytorch-cu{cuda}={cuda_index}")
+    env.pop("PYTHONDONTWRITEBYTECODE")
+    with watch("uv lock+sync"):
+        checked(run_command([uv(), "lock"], cwd=project, env=env), "uv lock")
+        lock = tomllib.loads((project / "uv.lock").read_text(encoding="utf-8"))
+        sources = {
+            (package["version"], package["source"].get("registry", ""))
+            for package in lock["package"]
+            if package["name"] == "torch"
+        }
+        # Both torch builds are locked, each from the index its extra names.
+        assert {source for _, source in sources} == {
+            cpu_index.removeprefix("file://"),
+            cuda_index.removeprefix("file://"),
+        }, sources
+        checked(
+            run_command(
+                [uv(), "sync", "--extra", "cpu", "--extra", "dev"], cwd=project, env=env
+            ),
+            "uv sync --extra cpu --extra dev",
+        )
+    python = project / ".venv" / "bin" / "python"
+    version = run_command(
+        [str(python), "-c", "import torch; print(torch.__version__)"], env=env
+    )
+    assert version.stdout.strip().endswith("+cpu"), version.stdout + version.stderr
+    # A second `uv sync --frozen` (what the Dockerfile runs) installs from the lock alone.
+    frozen = run_command(
+        [uv(), "sync", "--frozen", "--extra", "cpu", "--extra", "dev"],
+        cwd=project,
+        env=env,
+    )
+    checked(frozen, "uv sync --frozen")
+    with watch("suite (uv run pytest)"):
+        result = run_command(
+            [uv(), "run", "pytest", "-p", "no:cacheprovider", "-q"],
+            cwd=project,
+            env={**env, "PYTHONDONTWRITEBYTECODE": "1"},
+            timeout=1500,
+        )
+    passed_suite(
+        result, f"default: uv run pytest (all tests, torch {version.stdout.strip()})"
+    )
+
+
+@default_only
+def test_pip_install_dev_then_import_and_mypy(
+    combo: str, copy_of, tmp_path: Path, timings
+) -> None:
+    """The README's pip route to full development: ``pip install -e ".[dev]"``.
+
+    Its suite is not run again here: the uv route runs every test with the same extras.
+    """
+    project = copy_of(combo)
+    watch = timings(combo)
+    version = answers_of(project)["python_version"]
+    base = interpreter(version)
+    if base is None:
+        pytest.skip(f"no Python {version} on this machine for the README's pip route")
+    venv = tmp_path / "venv"
+    checked(run_command([base, "-m", "venv", str(venv)]), f"python{version} -m venv")
+    python = venv / "bin" / "python"
+    env = venv_environ(python)
+    with watch("pip install -e .[dev]"):
+        # torch from the template's pin, as everywhere here (PyPI's is a CUDA build).
+        result = run_command(
+            [str(python), "-m", "pip", "install", "-q", "-e", ".[dev]", TORCH],
+            cwd=project,
+            env=env,
+            timeout=1200,
+        )
+        checked(result, 'pip install -e ".[dev]"')
+    # No warning at import: numpy is a dependency, so torch finds it.
+    package = package_name(project)
+    imported = run_command(
+        [str(python), "-W", "error", "-c", f"import torch, {package}.train"],
+        cwd=tmp_path,
+        env=env,
+    )
+    assert imported.returncode == 0, imported.stderr
+    assert "NumPy" not in imported.stderr, imported.stderr
+    with watch("mypy"):
+        mypy = run_command([str(venv / "bin" / "mypy")], cwd=project, env=env)
+    assert mypy.returncode == 0, mypy.stdout + mypy.stderr
+    say(f"default: mypy (strict) in the .[dev] environment: {mypy.stdout.strip()}")
+
+
+@default_only
+def test_generated_nox_lint_and_tests(combo: str, copy_of, timings) -> None:
+    """The project's own ``nox -s lint tests``, torch pinned through $TORCH_SPEC."""
+    project = copy_of(combo)
+    watch = timings(combo)
+    version = answers_of(project)["python_version"]
+    if interpreter(version) is None:
+        pytest.skip(f"no Python {version} on this machine for the noxfile's sessions")
+    nox = shutil.which("nox", path=str(Path(sys.executable).parent)) or shutil.which(
+        "nox"
+    )
+    if nox is None:
+        pytest.fail("nox is not installed: pip install nox")
+    env = {**uv_environ(), "TORCH_SPEC": TORCH}
+    env.pop("PYTHONDONTWRITEBYTECODE")
+    with watch("nox -s lint tests"):
+        result = run_command(
+            [
+                nox,
+                "-s",
+                "lint",
+                "tests",
+                "--",
+                "-p",
+                "no:cacheprovider",
+                "-m",
+                "not slow",
+            ],
+            cwd=project,
+            env=env,
+            timeout=1500,
+        )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "Session lint was successful" in output, output
+    assert "Session tests was successful" in output, output
+    assert PASSED.search(output), output
+    say(f"default: nox -s lint tests (TORCH_SPEC={TORCH}): {PASSED.search(output)[0]}")
+
+
+# Build, and the wheel in a fresh environment --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def built(rendered, tmp_path_factory: pytest.TempPathFactory, timings):
+    """``built(combo)``: (project copy, sdist, wheel) from ``python -m build``."""
+    cache: dict[str, tuple[Path, Path, Path]] = {}
+
+    def get(combo: str) -> tuple[Path, Path, Path]:
+        if combo not in cache:
+            folder = tmp_path_factory.mktemp(f"{combo}-build")
+            project = shutil.copytree(rendered(combo), folder / "project")
+            with timings(combo)("build"):
+                result = run_command(
+                    [sys.executable, "-m", "build", "--installer", "uv", "--outdir",
+                     str(folder / "dist"), str(project)],
+                    env=uv_environ(),
+                )  # fmt: skip
+            checked(result, f"python -m build ({combo})")
+            (sdist,) = (folder / "dist").glob("*.tar.gz")
+            (wheel,) = (folder / "dist").glob("*.whl")
+            cache[combo] = (project, sdist, wheel)
+        return cache[combo]
+
+    return get
+
+
+@combos
+def test_build_passes_twine_check(built, combo: str) -> None:
+    project, sdist, wheel = built(combo)
+    twine = run_command(
+        [sys.executable, "-m", "twine", "check", "--strict", str(sdist), str(wheel)]
+    )
+    assert twine.returncode == 0, twine.stdout + twine.stderr
+    package = package_name(project)
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        (metadata,) = (n for n in names if n.endswith(".dist-info/METADATA"))
+        text = archive.read(metadata).decode()
+    assert f"{package}/py.typed" in names
+    assert f"{package}/train.py" in names
+    assert f"Requires-Python: {requires_python(project)}" in text
+    assert "Requires-Dist: numpy" in text
+    say(f"{combo}: built {sdist.name} and {wheel.name}; twine check --strict passed")
+
+
+@combos
+def test_wheel_installs_and_its_clis_run(
+    built, tmp_path: Path, timings, combo: str
+) -> None:
+    project, _, wheel = built(combo)
+    package = package_name(project)
+    version = torch_python()
+    python = uv_venv(tmp_path / "venv", interpreter(version) or sys.executable)
+    if not admits(project, version):
+        # The wheel must refuse a Python below requires-python, at once and by name.
+        refused = uv_pip_install(python, str(wheel), TORCH)
+        assert refused.returncode != 0
+        assert (
+            "Python>=" in refused.stderr or "requires-python" in refused.stderr.lower()
+        )
+        say(
+            f"{combo}: the wheel refuses Python {version} (requires-python "
+            f"{requires_python(project)}); torch has no wheel here for its Python, so its "
+            "CLIs were not run from the wheel"
+        )
+        return
+    with timings(combo)("wheel install"):
+        checked(uv_pip_install(python, str(wheel), TORCH), f"installing {wheel.name}")
+    env = venv_environ(python)
+    # Outside the project, so that the installed package is the one imported.
+    where = run_command(
+        [str(python), "-c", f"import {package}; print({package}.__file__)"],
+        cwd=tmp_path,
+        env=env,
+    )
+    assert "site-packages" in where.stdout, where.stdout + where.stderr
+    for cli in ("train", "export"):
+        result = run_command(
+            [str(python), "-m", f"{package}.{cli}", "--help"], cwd=tmp_path, env=env
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "usage:" in result.stdout
+    say(
+        f"{combo}: wheel installed on Python {version}; train --help and export --help ran"
+    )
+
+
+# What needs no torch, on the Python the answers name ------------------------------------
+
+
+@combos
+def test_no_torch_checks_on_the_projects_python(
+    copy_of, tmp_path: Path, timings, combo: str
+) -> None:
+    project = copy_of(combo)
+    version = answers_of(project)["python_version"]
+    base = interpreter(version)
+    if base is None:
+        pytest.skip(
+            f"no Python {version} interpreter on this machine (pyenv has none; `uv python install` cannot reach "
+            f"its download host): byte-compiling and installing {combo} on {version} skipped; "
+            "ruff --target-version and validate-pyproject ran in test_render/test_static_checks"
+        )
+    watch = timings(combo)
+    with watch("no-torch checks"):
+        compiled = run_command(
+            [
+                base,
+                "-m",
+                "compileall",
+                "-q",
+                "src",
+                "tests",
+                "benchmarks",
+                "noxfile.py",
+            ],
+            cwd=project,
+        )
+        assert compiled.returncode == 0, compiled.stdout + compiled.stderr
+        target = f"py{version.replace('.', '')}"
+        ruff = run_command(
+            [
+                sys.executable,
+                "-m",
+                "ruff",
+                "check",
+                "--no-cache",
+                "--target-version",
+                target,
+                ".",
+            ],
+            cwd=project,
+        )
+        assert ruff.returncode == 0, ruff.stdout + ruff.stderr
+        # The project itself (not torch) installs on its Python: requires-python admits it.
+        python = uv_venv(tmp_path / "venv", base)
+        checked(
+            uv_pip_install(python, "--no-deps", "-e", str(project)),
+            f"install on {version}",
+        )
+        metadata = run_command(
+            [
+                str(python),
+                "-c",
+                f"import importlib.metadata as m; print(m.version({answers_of(project)['project_slug']!r}))",
+            ],
+            env=venv_environ(python),
+        )
+        assert metadata.stdout.strip() == "0.1.0", metadata.stdout + metadata.stderr
+    say(
+        f"{combo}: on Python {version}: compileall of src, tests, benchmarks and noxfile.py; "
+        f"ruff --target-version {target}; the project installed (no deps) with uv"
+    )
