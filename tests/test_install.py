@@ -57,6 +57,7 @@ from rendering import (
 combos = pytest.mark.parametrize("combo", list(COMBOS))
 # The routes that install torch twice over run on the default answers (ids end in [default]).
 default_only = pytest.mark.parametrize("combo", ["default"])
+NOX_TESTS = ["tests/test_layers.py", "tests/test_model.py"]
 PASSED = re.compile(r"\b(\d+) passed\b")
 
 
@@ -250,6 +251,7 @@ def test_pip_install_dev_then_import_and_mypy(
     """The README's pip route to full development: ``pip install -e ".[dev]"``.
 
     Its suite is not run again here: the uv route runs every test with the same extras.
+    (Started in the background beside the other suites, it saved no wall time on 2 cores.)
     """
     project = copy_of(combo)
     watch = timings(combo)
@@ -287,7 +289,12 @@ def test_pip_install_dev_then_import_and_mypy(
 
 @default_only
 def test_generated_nox_lint_and_tests(combo: str, copy_of, timings) -> None:
-    """The project's own ``nox -s lint tests``, torch pinned through $TORCH_SPEC."""
+    """The project's own ``nox -s lint tests``, torch pinned through $TORCH_SPEC.
+
+    The tests session installs the light route (``.[test]``) with pip and runs the layer
+    and model tests: the whole suite already ran in the uv route, and the light route's
+    suite in the other combinations.
+    """
     project = copy_of(combo)
     watch = timings(combo)
     version = answers_of(project)["python_version"]
@@ -302,17 +309,7 @@ def test_generated_nox_lint_and_tests(combo: str, copy_of, timings) -> None:
     env.pop("PYTHONDONTWRITEBYTECODE")
     with watch("nox -s lint tests"):
         result = run_command(
-            [
-                nox,
-                "-s",
-                "lint",
-                "tests",
-                "--",
-                "-p",
-                "no:cacheprovider",
-                "-m",
-                "not slow",
-            ],
+            [nox, "-s", "lint", "tests", "--", "-p", "no:cacheprovider", *NOX_TESTS],
             cwd=project,
             env=env,
             timeout=1500,

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
+import tomllib
 
 import jinja2
 import pytest
-from rendering import TEMPLATE
+import yaml
+from rendering import TEMPLATE, copier_command, run_command
 
 sys.path.insert(0, str(TEMPLATE / "hooks"))
 import answers
@@ -15,11 +18,15 @@ import answers
 CONFIG = answers.load_config()
 
 
-def test_cookiecutter_json_is_generated_from_copier_yml() -> None:
-    on_disk = (TEMPLATE / "template" / "cookiecutter.json").read_text(encoding="utf-8")
-    assert on_disk == answers.render_cookiecutter_json(CONFIG), (
-        "template/cookiecutter.json drifted from copier.yml: run python hooks/answers.py --write"
-    )
+def test_generated_files_are_up_to_date() -> None:
+    """cookiecutter.json, the pre-generation hook and copier.yml's generated lines
+    (transliteration, dependencies, names the generated code binds)."""
+    stale = [
+        path.relative_to(TEMPLATE).as_posix()
+        for path, text in answers.outputs().items()
+        if path.read_text(encoding="utf-8") != text
+    ]
+    assert stale == [], f"{stale} drifted: run python hooks/answers.py --write"
 
 
 def test_drift_is_detected(tmp_path, monkeypatch) -> None:
@@ -28,6 +35,58 @@ def test_drift_is_detected(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(answers, "COOKIECUTTER_JSON", stale)
     monkeypatch.setattr(answers, "ROOT", tmp_path)
     assert answers.main(["--check"]) == 1
+
+
+def test_a_new_dependency_fails_the_check_until_regenerated(tmp_path, monkeypatch):
+    """A helper adds an extra to the generated pyproject.toml: the check fails, and the
+    regenerated validator refuses the new name as a package name."""
+    generated = tmp_path / "generated"
+    shutil.copytree(answers.GENERATED, generated)
+    pyproject = generated / "pyproject.toml"
+    text = pyproject.read_text()
+    marker = "[project.optional-dependencies]\n"
+    assert marker in text
+    pyproject.write_text(text.replace(marker, marker + 'wandb = ["wandb>=0.19"]\n', 1))
+    monkeypatch.setattr(answers, "GENERATED", generated)
+    assert "wandb" in answers.dependency_names(CONFIG)
+    outputs = answers.outputs()
+    assert outputs[answers.COPIER_YML] != answers.COPIER_YML.read_text(encoding="utf-8")
+    config = yaml.safe_load(outputs[answers.COPIER_YML])
+    assert answers.validate({"package_name": "wandb"}, CONFIG) == []
+    (message,) = answers.validate({"package_name": "wandb"}, config)
+    assert "shadows a dependency" in message
+
+
+def test_cookiecutter_prompts_are_copiers_help_texts() -> None:
+    context = json.loads((TEMPLATE / "template" / "cookiecutter.json").read_text())
+    asked = answers.questions(CONFIG)
+    assert context["__prompts__"] == {
+        name: spec["help"] for name, spec in asked.items()
+    }
+    for name, spec in asked.items():
+        if "choices" in spec:  # cookiecutter offers the first item as the default
+            assert context[name][0] == str(spec["default"])
+            assert sorted(context[name]) == sorted(map(str, spec["choices"]))
+
+
+def test_slug_default_is_nfkd_without_marks_for_every_character() -> None:
+    """copier.yml's plain-Jinja default against unicodedata, on every character the
+    table knows and on names a person types."""
+    sources, _ = answers.translit_table()
+    env = jinja2.Environment(**CONFIG["_envops"])
+    default = env.from_string(CONFIG["project_slug"]["default"])
+    names = [
+        "Modèle Ünïcode",
+        "O'Brien's Net",
+        'My "Quoted" Model',
+        "\uff21\uff22\uff23 \ufb01x",
+    ]
+    names += [" ".join(sources[i : i + 200]) for i in range(0, len(sources), 200)]
+    for name in names:
+        assert default.render(project_name=name) == answers.slugify(name), name
+    assert answers.slugify("Modèle Ünïcode") == "modele-unicode"
+    assert answers.slugify("O'Brien's Net") == "obriens-net"
+    assert answers.slugify("\uff21\uff22\uff23 \ufb01x") == "abc-fix"
 
 
 def test_cookiecutter_namespace_maps_every_question_to_itself() -> None:
@@ -70,7 +129,30 @@ def test_package_validator_knows_the_whole_standard_library() -> None:
     assert missing == []
 
 
-@pytest.mark.parametrize("name", ["torch", "numpy", "onnx", "os", "typing"])
+@pytest.mark.parametrize("name", ["torch", "numpy", "onnx", "os", "typing", "yaml"])
 def test_package_validator_rejects_shadowing_names(name: str) -> None:
     (message,) = answers.validate({"package_name": name}, CONFIG)
-    assert f"'{name}' shadows" in message
+    assert "shadows" in message and f"'{name}'" in message
+
+
+def test_copy_ends_with_the_next_commands_and_needs_no_trust(tmp_path) -> None:
+    """`_message_after_copy` is plain text (no task runs); the commands it prints exist."""
+    assert not {"_tasks", "_migrations", "_jinja_extensions"} & set(CONFIG)
+    dest = tmp_path / "project"
+    command = [arg for arg in copier_command(dest, {}) if arg != "--quiet"]
+    result = run_command(command)
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    for line in [
+        'pip install -e ".[dev]"',
+        'pytest -m "not slow"',
+        "python -m my_model.train",
+    ]:
+        assert line in output
+    assert (dest / "src" / "my_model" / "train.py").is_file()
+    assert (
+        "dev"
+        in tomllib.loads((dest / "pyproject.toml").read_text())["project"][
+            "optional-dependencies"
+        ]
+    )

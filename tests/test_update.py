@@ -9,6 +9,7 @@ alone, because copier exits 0 even when it leaves ``<<<<<<<`` conflict markers b
 from __future__ import annotations
 
 import ast
+import itertools
 import os
 import re
 import shutil
@@ -353,3 +354,98 @@ def test_changelog_has_a_section_per_release() -> None:
     if (TEMPLATE / ".git").exists():
         tags = git(TEMPLATE, "tag", "--list", "v*").split()
         assert set(tags) <= set(releases)
+
+
+# -- a release that renames or removes a generated file says so -------------------------
+
+PROJECT_PREFIX = GENERATED.as_posix() + "/"
+
+
+def display_name(template_path: str) -> str:
+    """A generated file's path as the CHANGELOG writes it: `src/<package>/layers.py`."""
+    name = template_path.removeprefix(PROJECT_PREFIX)
+    name = name.replace("{{cookiecutter.package_name}}", "<package>")
+    return re.sub(r"{%.*?%}", "", name)
+
+
+def generated_files(repo: Path, ref: str | None) -> set[str]:
+    """The generated project's files at a git ref, or (ref None) in the working tree."""
+    if ref is None:
+        listed = git(repo, "ls-files", "--cached", "--others", "--exclude-standard")
+        paths = [p for p in listed.splitlines() if (repo / p).exists()]
+    else:
+        paths = git(repo, "ls-tree", "-r", "--name-only", ref).splitlines()
+    return {display_name(p) for p in paths if p.startswith(PROJECT_PREFIX)}
+
+
+def changelog_sections(text: str) -> dict[str, str]:
+    parts = re.split(r"^## (\S+)[^\n]*\n", text, flags=re.MULTILINE)
+    return dict(zip(parts[1::2], parts[2::2], strict=True))
+
+
+def unannounced_removals(repo: Path, old: str, new: str | None) -> list[str]:
+    """Generated files of release ``old`` gone in ``new`` (a tag, or None: the working
+    tree, described by "Unreleased") whose CHANGELOG section does not name them."""
+    section = changelog_sections((repo / "CHANGELOG.md").read_text())[
+        new or "Unreleased"
+    ]
+    gone = generated_files(repo, old) - generated_files(repo, new)
+    return sorted(name for name in gone if f"`{name}`" not in section)
+
+
+def release_tags(repo: Path) -> list[str]:
+    tags = git(repo, "tag", "--list", "v*").split()
+    return sorted(tags, key=lambda tag: Version(tag))
+
+
+def test_unannounced_rename_fails_and_an_announced_one_passes(tmp_path: Path) -> None:
+    """The check itself, on a throwaway copy: v0.2.0 renames a benchmark and deletes
+    another; until its CHANGELOG entry names both, the check names them."""
+    repo = tmp_path / "torchwright"
+    shutil.copytree(
+        TEMPLATE, repo, ignore=shutil.ignore_patterns(".git", ".nox", "*cache*")
+    )
+    git(repo, "init", "--quiet", "--initial-branch", "main")
+    commit_all(repo, "torchwright 0.1.0")
+    git(repo, "tag", "v0.1.0")
+    benchmarks = repo / GENERATED / "benchmarks"
+    (benchmarks / "layer.py").rename(benchmarks / "layer_speed.py")
+    (benchmarks / "train_overhead.py").unlink()
+    changelog = repo / "CHANGELOG.md"
+    text = changelog.read_text()
+    changelog.write_text(
+        text.replace("## Unreleased\n", "## Unreleased\n\n## v0.2.0\n", 1)
+    )
+    commit_all(repo, "torchwright 0.2.0")
+    git(repo, "tag", "v0.2.0")
+    missing = ["benchmarks/layer.py", "benchmarks/train_overhead.py"]
+    assert unannounced_removals(repo, "v0.1.0", "v0.2.0") == missing
+    assert unannounced_removals(repo, "v0.1.0", None) == missing  # "Unreleased" too
+
+    entry = (
+        "## v0.2.0\n\n**Update:** hand work. `benchmarks/layer.py` is now "
+        "`benchmarks/layer_speed.py`: move your edits over. `benchmarks/train_overhead.py` "
+        "is removed.\n"
+    )
+    changelog.write_text(
+        text.replace("## Unreleased\n", "## Unreleased\n\n" + entry, 1)
+    )
+    commit_all(repo, "CHANGELOG names the moves")
+    git(repo, "tag", "--force", "v0.2.0")
+    assert unannounced_removals(repo, "v0.1.0", "v0.2.0") == []
+
+
+def test_every_release_names_the_generated_files_it_removes() -> None:
+    """Each tagged release, and the working tree ("Unreleased") against the newest tag."""
+    if not (TEMPLATE / ".git").exists():
+        pytest.skip("not a git checkout: no releases to compare")
+    tags = release_tags(TEMPLATE)
+    if not tags:
+        pytest.skip("no v* tag in this repository yet: no release to compare against")
+    pairs = [*itertools.pairwise(tags), (tags[-1], None)]
+    for old, new in pairs:
+        missing = unannounced_removals(TEMPLATE, old, new)
+        assert missing == [], (
+            f"{new or 'the working tree'} removes or renames {missing} since {old}; "
+            f"name each in CHANGELOG.md's {new or 'Unreleased'} section, with the hand work"
+        )

@@ -53,11 +53,12 @@ def wait_until(condition, what: str, timeout: float, interval: float = 0.2) -> N
 class SlurmCluster:
     """munged + slurmctld + slurmd on this machine, configured and kept in ``root``."""
 
-    def __init__(self, root: Path, *, kill_wait: int = 30) -> None:
+    def __init__(self, root: Path, *, kill_wait: int = 30, cred_expire: int = 10) -> None:
         self.root = root
         self.node = socket.gethostname().split(".")[0]
         self.cpus = os.cpu_count() or 1
         self.kill_wait = kill_wait
+        self.cred_expire = cred_expire
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.conf = root / "slurm.conf"
         self.munge_socket = root / "munge" / "munge.socket"
@@ -83,7 +84,9 @@ class SlurmCluster:
             "SlurmdUser=root",
             "AuthType=auth/munge",
             "CredType=cred/munge",
-            f"AuthInfo=socket={self.munge_socket}",
+            # A requeued job waits cred_expire seconds (default 120) before it may start
+            # again: the credential of its previous run must have expired on slurmd.
+            f"AuthInfo=socket={self.munge_socket},cred_expire={self.cred_expire}",
             "ProctrackType=proctrack/linuxproc",
             "TaskPlugin=task/none",
             "SelectType=select/cons_tres",

@@ -106,7 +106,7 @@ def test_forward_leaves_its_input_alone_and_runs_under_inference_mode() -> None:
     x = torch.randn(4, 5, requires_grad=True)
     before = x.detach().clone()
     output = layer(x)
-    output.sum().backward()  # the in-place bias add must not break autograd
+    output.sum().backward()
     assert torch.equal(x.detach(), before)
     assert x.grad is not None
     with torch.inference_mode():

@@ -178,8 +178,9 @@ def _torchao_config(method: str) -> Any:
 
 def quantize_torchao(model: Model, method: str) -> Model:
     """``model`` with every layer's weight quantized in place by torchao."""
+    config = _torchao_config(method)  # first: it quiets torchao's import-time log lines
     quantization = _require("torchao.quantization")
-    quantization.quantize_(model, _torchao_config(method), filter_fn=_is_layer)
+    quantization.quantize_(model, config, filter_fn=_is_layer)
     return model.eval()
 
 

@@ -231,7 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     repository: Path = args.repository
     if not repository.is_dir():
-        parser.error(f"{repository} is not a folder (run `python -m ...export` first)")
+        command = "python -m {{ cookiecutter.package_name }}.export --format triton"
+        parser.error(f"{repository} is not a folder: run `{command}` first")
     try:
         models = python_models(repository)
         server = TritonServer(
