@@ -54,7 +54,8 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Every test of the template: renders, engines, validation, generated suites."""
     install_test_env(session)
-    session.run("pytest", "tests", *session.posargs)
+    # Two workers (pytest-xdist): installs, servers and Slurm jobs wait on I/O half the time.
+    session.run("pytest", "tests", "-n", "2", "--dist", "loadgroup", *session.posargs)
 
 
 @nox.session

@@ -112,7 +112,7 @@ def test_generated_gpu_session_requires_cuda(project: Path) -> None:
     HAS_CUDA, reason="this machine has CUDA: gpu_check.py would run it all"
 )
 def test_template_gpu_check_stops_without_cuda(tmp_path: Path) -> None:
-    script = Path(__file__).with_name("gpu_check.py")
+    script = Path(__file__).parent.parent / "tools" / "gpu_check.py"
     result = subprocess.run(
         [sys.executable, str(script), "--report", str(tmp_path / "report.json")],
         capture_output=True,

@@ -116,9 +116,12 @@ def timings(request: pytest.FixtureRequest):
         for line in lines:
             reporter.write_line(line)
     if os.environ.get("TORCHWRIGHT_TIMINGS"):
-        Path(os.environ["TORCHWRIGHT_TIMINGS"]).write_text(
-            table + "\n", encoding="utf-8"
-        )
+        # Appended: under pytest-xdist each worker adds the combinations it ran.
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        with Path(os.environ["TORCHWRIGHT_TIMINGS"]).open(
+            "a", encoding="utf-8"
+        ) as file:
+            file.write(f"(pytest worker {worker})\n{table}\n")
 
 
 @pytest.fixture(scope="module")
@@ -181,6 +184,11 @@ def test_suite_passes_with_only_the_declared_dependencies(
 # The README's routes, on the default answers -------------------------------------------
 
 
+# The README's full route, plus the serve extra: the generated tests/test_serve.py then runs
+# against a real tritonserver in the environment a user installs.
+UV_EXTRAS = ["--extra", "cpu", "--extra", "dev", "--extra", "serve"]
+
+
 @default_only
 def test_uv_lock_sync_and_run_pytest(
     combo: str, copy_of, tmp_path: Path, timings
@@ -215,10 +223,8 @@ def test_uv_lock_sync_and_run_pytest(
             cuda_index.removeprefix("file://"),
         }, sources
         checked(
-            run_command(
-                [uv(), "sync", "--extra", "cpu", "--extra", "dev"], cwd=project, env=env
-            ),
-            "uv sync --extra cpu --extra dev",
+            run_command([uv(), "sync", *UV_EXTRAS], cwd=project, env=env),
+            f"uv sync {' '.join(UV_EXTRAS)}",
         )
     python = project / ".venv" / "bin" / "python"
     version = run_command(
@@ -227,7 +233,7 @@ def test_uv_lock_sync_and_run_pytest(
     assert version.stdout.strip().endswith("+cpu"), version.stdout + version.stderr
     # A second `uv sync --frozen` (what the Dockerfile runs) installs from the lock alone.
     frozen = run_command(
-        [uv(), "sync", "--frozen", "--extra", "cpu", "--extra", "dev"],
+        [uv(), "sync", "--frozen", *UV_EXTRAS],
         cwd=project,
         env=env,
     )
@@ -236,7 +242,9 @@ def test_uv_lock_sync_and_run_pytest(
         result = run_command(
             [uv(), "run", "pytest", "-p", "no:cacheprovider", "-q"],
             cwd=project,
-            env={**env, "PYTHONDONTWRITEBYTECODE": "1"},
+            # REQUIRE_TRITON=1: the serving tests run against the real tritonserver of the
+            # serve extra, and fail (not skip) where it is missing or rejects an entry.
+            env={**env, "PYTHONDONTWRITEBYTECODE": "1", "REQUIRE_TRITON": "1"},
             timeout=1500,
         )
     passed_suite(

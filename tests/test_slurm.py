@@ -17,7 +17,19 @@ import torch
 from rendering import generated_env
 from slurm_cluster import SlurmCluster, missing, wait_until
 
-TRAIN = ["--device", "cpu", "--batch-size", "256", "--log-every", "5", "--eval-every", "10"]
+# One cluster at a time: under pytest-xdist these tests share one worker.
+pytestmark = pytest.mark.xdist_group("slurm")
+
+TRAIN = [
+    "--device",
+    "cpu",
+    "--batch-size",
+    "256",
+    "--log-every",
+    "5",
+    "--eval-every",
+    "10",
+]
 TRAIN += ["--no-tensorboard"]
 
 
@@ -63,7 +75,9 @@ def output(project: Path, job: str) -> str:
 def finished(cluster: SlurmCluster, project: Path, job: str, timeout: float) -> str:
     def done() -> bool:
         state = cluster.job_state(job)
-        assert state not in ("FAILED", "CANCELLED", "TIMEOUT"), output(project, job)[-3000:]
+        assert state not in ("FAILED", "CANCELLED", "TIMEOUT"), output(project, job)[
+            -3000:
+        ]
         return state == "COMPLETED"
 
     wait_until(done, f"job {job} to complete", timeout, interval=0.5)

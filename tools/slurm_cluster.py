@@ -18,6 +18,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import Self
 
 DAEMONS = ("munged", "slurmctld", "slurmd", "sbatch", "squeue", "scontrol", "scancel")
 
@@ -53,7 +54,9 @@ def wait_until(condition, what: str, timeout: float, interval: float = 0.2) -> N
 class SlurmCluster:
     """munged + slurmctld + slurmd on this machine, configured and kept in ``root``."""
 
-    def __init__(self, root: Path, *, kill_wait: int = 30, cred_expire: int = 10) -> None:
+    def __init__(
+        self, root: Path, *, kill_wait: int = 30, cred_expire: int = 10
+    ) -> None:
         self.root = root
         self.node = socket.gethostname().split(".")[0]
         self.cpus = os.cpu_count() or 1
@@ -63,8 +66,13 @@ class SlurmCluster:
         self.conf = root / "slurm.conf"
         self.munge_socket = root / "munge" / "munge.socket"
         self.env = {**os.environ, "SLURM_CONF": str(self.conf)}
-        for variable in list(self.env):  # a Slurm job's own variables would mislead sbatch
-            if variable.startswith(("SLURM_", "SBATCH_", "SRUN_")) and variable != "SLURM_CONF":
+        for variable in list(
+            self.env
+        ):  # a Slurm job's own variables would mislead sbatch
+            if (
+                variable.startswith(("SLURM_", "SBATCH_", "SRUN_"))
+                and variable != "SLURM_CONF"
+            ):
                 del self.env[variable]
 
     def write_config(self) -> None:
@@ -115,7 +123,11 @@ class SlurmCluster:
     def _start(self, name: str, command: list[str]) -> None:
         log = (self.root / "log" / f"{name}.out").open("wb")
         self.processes[name] = subprocess.Popen(
-            command, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            command,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
 
@@ -134,19 +146,32 @@ class SlurmCluster:
         wait_until(self.munge_socket.exists, "munged's socket", timeout)
         self._start("slurmctld", ["slurmctld", "-D", "-i", "-f", str(self.conf)])
         self._start("slurmd", ["slurmd", "-D", "-f", str(self.conf), "-N", self.node])
-        wait_until(self._node_idle, f"node {self.node} to be idle (logs: {self.root / 'log'})", timeout)
+        wait_until(
+            self._node_idle,
+            f"node {self.node} to be idle (logs: {self.root / 'log'})",
+            timeout,
+        )
         return self
 
     def _node_idle(self) -> bool:
         for name, process in self.processes.items():
             if process.poll() is not None:
-                raise RuntimeError(f"{name} exited with {process.returncode}: {self.logs()}")
+                raise RuntimeError(
+                    f"{name} exited with {process.returncode}: {self.logs()}"
+                )
         result = self.command("sinfo", "-h", "-N", "-o", "%T")
         return result.returncode == 0 and result.stdout.strip() == "idle"
 
-    def command(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def command(
+        self, *args: str, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            list(args), env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+            list(args),
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
 
     def job_state(self, job_id: str) -> str:
@@ -167,7 +192,10 @@ class SlurmCluster:
     def logs(self) -> str:
         parts = []
         for path in sorted((self.root / "log").glob("*")):
-            parts.append(f"--- {path.name}\n" + "\n".join(path.read_text(errors="replace").splitlines()[-15:]))
+            parts.append(
+                f"--- {path.name}\n"
+                + "\n".join(path.read_text(errors="replace").splitlines()[-15:])
+            )
         return "\n".join(parts)
 
     def stop(self) -> None:
@@ -183,7 +211,7 @@ class SlurmCluster:
                     process.wait(timeout=10)
         self.processes.clear()
 
-    def __enter__(self) -> SlurmCluster:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -50,14 +50,15 @@ def plot(
 ) -> Path:
     """Draw the curves of the run in ``directory`` into ``output`` (default:
     ``directory/curves.png``), ``width`` x ``height`` pixels; return its path."""
+    # The run folder first: a wrong folder is the likelier mistake than a missing extra.
+    records = read_metrics(directory / "metrics.jsonl")
+    if not any("loss" in r for r in records):
+        raise PlotError(f"{directory / 'metrics.jsonl'} has no logged steps yet")
     try:
         from matplotlib.figure import Figure  # noqa: PLC0415  (an optional extra)
     except ImportError:
         extra = "'{{ cookiecutter.project_slug }}[plot]'"
         raise PlotError(f"plotting needs matplotlib: pip install {extra}") from None
-    records = read_metrics(directory / "metrics.jsonl")
-    if not any("loss" in r for r in records):
-        raise PlotError(f"{directory / 'metrics.jsonl'} has no logged steps yet")
     output = output or directory / "curves.png"
     dpi = 100
     # A Figure of its own, not pyplot: no global state, no GUI backend, safe in a server.
