@@ -97,5 +97,42 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/layer.py", *session.posargs)
 
 
+@nox.session(python=PYTHON, default=False)
+def bench_checker(session: nox.Session) -> None:
+    """check_module_contract's time per torch.nn built-in; fails on a false positive."""
+    install(session, "-e", ".")
+    session.run("python", "benchmarks/checker.py", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def bench_fsdp(session: nox.Session) -> None:
+    """Per-rank memory and steps/s of FSDP against DDP, at world 1 and 2 (gloo on CPU)."""
+    install(session, "-e", ".")
+    session.run("python", "benchmarks/fsdp_memory.py", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def compress(session: nox.Session) -> None:
+    """Compression tests, then every compressed artifact of a short run, with its report."""
+    install(session, "-e", ".[compress,test]")
+    session.run("pytest", "tests/test_compress.py", *session.posargs)
+    run = f"{session.create_tmp()}/run"
+    session.run(
+        "python", "-m", "{{ cookiecutter.package_name }}.train", "--steps", "200",
+        "--no-tensorboard", "--checkpoint-dir", run,
+    )  # fmt: skip
+    session.run(
+        "python", "-m", "{{ cookiecutter.package_name }}.compress",
+        "--checkpoint", f"{run}/last.pt", "--out", f"{session.create_tmp()}/compressed",
+    )  # fmt: skip
+
+
+@nox.session(python=PYTHON, default=False)
+def bench_compress(session: nox.Session) -> None:
+    """int8 and pruned artifacts against float32: size, latency, accuracy (4 x 1024)."""
+    install(session, "-e", ".[compress,export]")
+    session.run("python", "benchmarks/compress.py", *session.posargs)
+
+
 if __name__ == "__main__":
     nox.main()

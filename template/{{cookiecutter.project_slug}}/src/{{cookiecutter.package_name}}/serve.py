@@ -166,7 +166,7 @@ class TritonServer:
         try:
             with urllib.request.urlopen(url, timeout=2) as response:  # loopback only
                 return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
+        except OSError:  # urllib.error.URLError is an OSError too
             return False
 
     def start(self) -> TritonServer:

@@ -147,6 +147,8 @@ _SIZED = (Tensor, *_CONTAINERS)
 _TORCH_DIR = str(Path(torch.__file__).parent)
 _STDLIB_DIR = sysconfig.get_paths()["stdlib"]
 _SITE_DIRS = (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])
+# What torch.testing.assert_close raises for values apart, or for values it cannot compare.
+_NOT_CLOSE = (AssertionError, TypeError, ValueError)
 # Files in site-packages that count as the user's: the package of the module under test.
 _user_dirs: tuple[str, ...] = ()
 # Rules whose findings explain a crash of a converted copy.
@@ -413,7 +415,7 @@ class _Checker:
             rtol, atol = 1.6e-2, max(torch.finfo(dtype).eps for dtype in low)
         try:
             torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
-        except (AssertionError, TypeError, ValueError):
+        except _NOT_CLOSE:
             return False
         return True
 

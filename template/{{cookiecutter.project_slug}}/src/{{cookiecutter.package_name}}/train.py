@@ -524,7 +524,9 @@ def git_commit() -> str | None:
         status = subprocess.run(
             ["git", "status", "--porcelain"], cwd=source, capture_output=True, text=True, check=True
         ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
+    except OSError:  # no git
+        return None
+    except subprocess.CalledProcessError:  # not a git checkout
         return None
     return head + ("+dirty" if status else "")
 
