@@ -399,7 +399,8 @@ def release_tags(repo: Path) -> list[str]:
 
 
 def test_unannounced_rename_fails_and_an_announced_one_passes(tmp_path: Path) -> None:
-    """The check itself, on a throwaway copy: v0.2.0 renames a benchmark and deletes
+    """The check itself, on a throwaway copy: a release (v100.0.0, a version the real
+    CHANGELOG cannot already hold) renames a benchmark and deletes
     another; until its CHANGELOG entry names both, the check names them."""
     repo = tmp_path / "torchwright"
     shutil.copytree(
@@ -414,16 +415,16 @@ def test_unannounced_rename_fails_and_an_announced_one_passes(tmp_path: Path) ->
     changelog = repo / "CHANGELOG.md"
     text = changelog.read_text()
     changelog.write_text(
-        text.replace("## Unreleased\n", "## Unreleased\n\n## v0.2.0\n", 1)
+        text.replace("## Unreleased\n", "## Unreleased\n\n## v100.0.0\n", 1)
     )
     commit_all(repo, "torchwright 0.2.0")
-    git(repo, "tag", "v0.2.0")
+    git(repo, "tag", "v100.0.0")
     missing = ["benchmarks/layer.py", "benchmarks/train_overhead.py"]
-    assert unannounced_removals(repo, "v0.1.0", "v0.2.0") == missing
+    assert unannounced_removals(repo, "v0.1.0", "v100.0.0") == missing
     assert unannounced_removals(repo, "v0.1.0", None) == missing  # "Unreleased" too
 
     entry = (
-        "## v0.2.0\n\n**Update:** hand work. `benchmarks/layer.py` is now "
+        "## v100.0.0\n\n**Update:** hand work. `benchmarks/layer.py` is now "
         "`benchmarks/layer_speed.py`: move your edits over. `benchmarks/train_overhead.py` "
         "is removed.\n"
     )
@@ -431,8 +432,8 @@ def test_unannounced_rename_fails_and_an_announced_one_passes(tmp_path: Path) ->
         text.replace("## Unreleased\n", "## Unreleased\n\n" + entry, 1)
     )
     commit_all(repo, "CHANGELOG names the moves")
-    git(repo, "tag", "--force", "v0.2.0")
-    assert unannounced_removals(repo, "v0.1.0", "v0.2.0") == []
+    git(repo, "tag", "--force", "v100.0.0")
+    assert unannounced_removals(repo, "v0.1.0", "v100.0.0") == []
 
 
 def test_every_release_names_the_generated_files_it_removes() -> None:
