@@ -251,15 +251,21 @@ def onnx_opset(path: Path) -> int:
     )
 
 
-def export_pt2(model: nn.Module, example: Tensor, path: Path) -> Artifact:
-    """``torch.export.export``, ``torch.export.save`` and ``load``, then parity."""
-    start = time.perf_counter()
+def _export_program(fmt: str, model: nn.Module, example: Tensor) -> torch.export.ExportedProgram:
+    """``torch.export`` of the eval-mode model with a dynamic batch dimension; an export
+    error is explained for format ``fmt``."""
     model.eval()
     with torch.no_grad():
         try:
-            program = torch.export.export(model, (example,), dynamic_shapes=_dynamic_batch())
+            return torch.export.export(model, (example,), dynamic_shapes=_dynamic_batch())
         except Exception as error:
-            raise _explain("pt2", model, error) from error
+            raise _explain(fmt, model, error) from error
+
+
+def export_pt2(model: nn.Module, example: Tensor, path: Path) -> Artifact:
+    """``torch.export.export``, ``torch.export.save`` and ``load``, then parity."""
+    start = time.perf_counter()
+    program = _export_program("pt2", model, example)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.export.save(program, path)
     loaded = torch.export.load(path).module()
@@ -279,12 +285,8 @@ def export_aoti(model: nn.Module, example: Tensor, path: Path) -> Artifact:
     import torch._inductor  # noqa: PLC0415 - a second to import: only when asked for
 
     start = time.perf_counter()
-    model.eval()
+    program = _export_program("aoti", model, example)
     with torch.no_grad():
-        try:
-            program = torch.export.export(model, (example,), dynamic_shapes=_dynamic_batch())
-        except Exception as error:
-            raise _explain("aoti", model, error) from error
         path.parent.mkdir(parents=True, exist_ok=True)
         try:
             torch._inductor.aoti_compile_and_package(program, package_path=str(path))
