@@ -160,6 +160,29 @@ class CachedKeys(nn.Module):
         return keys.softmax(-1) * x
 
 
+class WeightNormedLinear(nn.Module):
+    """weight_norm built for meta-device construction: reset_parameters() assigns the
+    weight, which goes through the parametrization's right_inverse to its originals."""
+
+    def __init__(
+        self, in_features: int, out_features: int, *, device: Any = None, dtype: Any = None
+    ) -> None:
+        super().__init__()
+        self.linear = nn.Linear(in_features, out_features, device=device, dtype=dtype)
+        parametrizations.weight_norm(self.linear)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        with torch.no_grad():
+            weight = torch.empty_like(self.linear.weight)
+            nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+            self.linear.weight = weight  # sets original0 (g) and original1 (v)
+            nn.init.zeros_(self.linear.bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x)
+
+
 def weight_normed(**factory_kwargs: Any) -> nn.Module:
     return parametrizations.weight_norm(nn.Linear(4, 3, **factory_kwargs))
 
@@ -258,8 +281,14 @@ IDIOMS = [
         CachedKeys,
         lambda: (torch.randn(2, 3, 4),),
     ),
-    # torch cannot build these on meta nor re-initialise them with reset_parameters():
-    # checked without factory=.
+    Idiom(
+        "weight_norm, re-initialised through right_inverse",
+        lambda **kw: WeightNormedLinear(4, 3, **kw),
+        lambda: (torch.randn(3, 4),),
+    ),
+    # torch.nn.Linear's reset_parameters() cannot re-initialise a parametrized weight (it
+    # changes a computed copy), nor can orthogonal() be built on meta (it reads a value):
+    # checked without factory= (test_contract.py checks the advice with it).
     Idiom(
         "weight_norm parametrization",
         weight_normed,

@@ -79,6 +79,29 @@ def test_checker_accepts_each_modern_idiom_without_a_skip(idiom: correct_modules
     assert report.rules == list(RULES)
 
 
+def test_a_parametrized_weight_that_reset_parameters_misses_gets_the_assignment_fix() -> None:
+    factory = correct_modules.weight_normed  # nn.Linear's reset_parameters() works in place
+    with pytest.raises(ModuleContractError) as caught:
+        check_module_contract(factory(), torch.randn(3, 4), factory=factory)
+    found = caught.value.violations
+    assert caught.value.rules == {"meta-init"}, str(caught.value)
+    assert {v.where for v in found} == {
+        "parameter 'parametrizations.weight.original0'",
+        "parameter 'parametrizations.weight.original1'",
+    }
+    assert all("right_inverse" in v.fix for v in found)
+
+
+def test_a_module_that_reads_a_value_while_built_cannot_go_on_meta() -> None:
+    factory = correct_modules.orthogonal  # orthogonal() calls .item() on the weight
+    with pytest.raises(ModuleContractError) as caught:
+        check_module_contract(factory(), torch.randn(3, 4), factory=factory)
+    assert caught.value.rules == {"meta-init", "factory-kwargs"}, str(caught.value)
+    for violation in caught.value.violations:
+        assert "correct_modules.py" in violation.where  # the user's line, not torch's
+        assert "after to_empty()" in violation.fix
+
+
 # torch.nn's own layers keep the contract: the checker must accept every one of them.
 # (module factory, inputs); factory None: no parameters, no factory arguments.
 Factory = Callable[..., nn.Module]
@@ -218,6 +241,42 @@ def test_a_module_made_in_forward_is_reported_once_by_name() -> None:
 def test_installed_libraries_count_as_library_code() -> None:
     assert testing._is_library(np.__file__)  # numpy: installed, in site-packages
     assert not testing._is_library(__file__)
+
+
+HELPER_LIBRARY = """
+import torch
+
+def running_total(x, layer):
+    total = torch.zeros(x.shape[0], 4, device=x.device)  # float32, whatever x is
+    for _ in range(2):
+        total = total + layer(x)
+    return total
+"""
+
+
+def test_a_finding_inside_an_installed_library_points_at_the_users_call(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site-packages"  # another environment's, as pip --target makes
+    (site / "totals_helper").mkdir(parents=True)
+    (site / "totals_helper" / "__init__.py").write_text(HELPER_LIBRARY)
+    monkeypatch.syspath_prepend(str(site))
+    import totals_helper  # noqa: PLC0415 - installed by this test
+
+    class UsesHelper(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(4, 4)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return totals_helper.running_total(x, self.linear)
+
+    with pytest.raises(ModuleContractError) as caught:
+        check_module_contract(UsesHelper(), torch.randn(3, 4))
+    wheres = [v.where for v in caught.value.violations if v.rule == "fixed-dtype"]
+    assert wheres, str(caught.value)
+    assert all("test_contract.py" in where for where in wheres), wheres
+    assert any("totals_helper.running_total(x, self.linear)" in w for w in wheres), wheres
 
 
 def test_the_checker_leaves_the_module_and_the_random_state_alone() -> None:

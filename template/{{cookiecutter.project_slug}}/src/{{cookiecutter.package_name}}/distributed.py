@@ -16,6 +16,13 @@ Two strategies share the work of a world of several processes:
 A restarted worker is not a fresh run: torchrun (``--max-restarts``) and Slurm (a requeued
 job) count restarts in ``TORCHELASTIC_RESTART_COUNT`` and ``SLURM_RESTART_COUNT``, and
 :attr:`World.restart` tells the training loop to resume from its last checkpoint.
+
+One torchrun setting matters for restarts: by default its agent keeps one store for the
+workers across restarts, and the restarted group can read the dead group's addresses
+from it, so that its gloo or NCCL connections fail or hang (pytorch/pytorch#135712). Run
+torchrun with ``TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1`` (``scripts/train.sbatch`` does):
+each attempt then gets a store of its own. :func:`restart_store_warning` says when it is
+missing.
 """
 
 from __future__ import annotations
@@ -45,6 +52,7 @@ __all__ = [
     "destroy",
     "fully_shard_model",
     "init",
+    "restart_store_warning",
     "wrap_ddp",
 ]
 
@@ -122,6 +130,20 @@ class World:
     def restart(self) -> bool:
         """True when torchrun or Slurm restarted this run: it resumes from its checkpoint."""
         return self.restarts > 0
+
+
+def restart_store_warning(env: Mapping[str, str] | None = None) -> str | None:
+    """A line to log when torchrun may restart this run but shares its store across
+    restarts (see the module's docstring); None when restarts are safe or impossible."""
+    env = os.environ if env is None else env
+    shared = env.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    if not shared or _int_variable(env, "TORCHELASTIC_MAX_RESTARTS", 0) == 0:
+        return None
+    return (
+        "torchrun shares one store across restarts: a restart can read the dead workers' "
+        "addresses and hang (pytorch/pytorch#135712); start torchrun with "
+        "TORCH_DISABLE_SHARE_RDZV_TCP_STORE=1"
+    )
 
 
 def check_strategy(strategy: str, device: torch.device, world: World) -> str:

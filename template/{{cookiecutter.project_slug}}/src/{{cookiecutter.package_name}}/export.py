@@ -40,6 +40,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from . import sharded_checkpoint
+from .checkpoint import CheckpointError
 from .model import Model, ModelConfig
 
 __all__ = [
@@ -569,11 +571,20 @@ def load_model(checkpoint: Path | None = None) -> Model:
 
     A checkpoint is a dict with ``"model"`` (a state_dict) and optionally ``"config"``
     (the :class:`ModelConfig` fields), as :func:`.checkpoint.save` writes; it is loaded
-    with ``weights_only=True``, which refuses pickled code.
+    with ``weights_only=True``, which refuses pickled code. A sharded checkpoint folder
+    (``--strategy fsdp``: ``checkpoints/last`` or ``checkpoints/best``) is read whole, in
+    this one process, with ``torch.distributed.checkpoint``.
     """
     if checkpoint is None:
         torch.manual_seed(0)
         return Model().eval()
+    if sharded_checkpoint.is_sharded(checkpoint):
+        try:
+            model = Model(ModelConfig(**sharded_checkpoint.read_meta(checkpoint)["config"]))
+            sharded_checkpoint.load(checkpoint, model)
+        except (CheckpointError, TypeError, ValueError) as error:
+            raise ExportError(f"checkpoint {checkpoint}: {_first_line(error)}") from None
+        return model.eval()
     try:
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -662,7 +673,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--checkpoint",
         type=Path,
-        help="a checkpoint with a 'model' state_dict (default: a fresh, seeded model)",
+        help="last.pt, best.pt, or a sharded folder such as checkpoints/last (default: a "
+        "fresh, seeded model)",
     )
     parser.add_argument("--out", type=Path, default=Path("exported"), help="default: exported/")
     parser.add_argument(

@@ -4,14 +4,15 @@ Under ``--strategy fsdp`` no rank holds the whole model, so no rank can ``torch.
 each rank writes its own shards, in parallel, into one folder. The layout::
 
     CHECKPOINT_DIR/last -> step-00000200   a symbolic link: the checkpoint to resume
+    CHECKPOINT_DIR/best -> step-00000150   the lowest validation loss so far
     CHECKPOINT_DIR/step-00000200/
         .metadata, __0_0.distcp, ...       DCP's files: model, optimizer, RNG, loop state
         meta.json                          step, ModelConfig, world size (plain JSON)
 
 A save writes ``step-N.tmp/``, renames it to ``step-N/`` once every rank has written,
-and then replaces the link ``last`` in one ``os.replace``; only after that are older
-folders removed. A crash or SIGKILL at any moment leaves ``last`` pointing at a whole
-checkpoint. What is saved is everything an exact resume needs: the model and optimizer
+and then replaces the link ``last`` (and ``best``) in one ``os.replace``; only after that
+are older folders removed: all but those two links' and, with ``--keep N``, the N newest.
+A crash or SIGKILL at any moment leaves ``last`` pointing at a whole checkpoint. What is saved is everything an exact resume needs: the model and optimizer
 state (``get_state_dict``: keyed by parameter name, so a checkpoint saved by 2 ranks
 loads into 1 or 4, DCP resharding it), the step, every rank's random number generators,
 and the loop's own state. Loading uses ``torch.load(weights_only=True)`` for everything
@@ -58,9 +59,10 @@ from . import checkpoint, optim
 from .checkpoint import CheckpointError
 from .model import Model, ModelConfig
 
-__all__ = ["LAST", "Loaded", "convert", "is_sharded", "load", "resolve_start", "save"]
+__all__ = ["BEST", "LAST", "Loaded", "convert", "is_sharded", "load", "resolve_start", "save"]
 
 LAST = "last"  # CHECKPOINT_DIR/last: the link to the newest whole checkpoint
+BEST = "best"  # CHECKPOINT_DIR/best: the link to the one of the lowest validation loss
 
 
 @dataclass(frozen=True)
@@ -141,17 +143,24 @@ def save(
     optimizer: torch.optim.Optimizer,
     step: int,
     loop_state: dict[str, Any] | None = None,
+    *,
+    best: bool = False,
+    keep: int = 0,
 ) -> Path:
     """Save a sharded checkpoint into ``directory`` and point ``directory/last`` at it.
 
     A collective: every rank calls it, with its own shards (``model`` may be an FSDP
     module, a DDP module's ``.module`` or a plain model in a world of one). ``loop_state``
-    holds tensors and plain Python values. Returns the new ``step-N`` folder.
+    holds tensors and plain Python values. ``best``: point ``directory/best`` at it too.
+    Older ``step-N`` folders are removed but for the target of ``best`` and the ``keep``
+    newest. Returns the new ``step-N`` folder.
     """
     rank = _rank()
     final = directory / f"step-{step:08d}"
     link = directory / LAST
     if final.is_dir() and link.is_symlink() and link.resolve() == final.resolve():
+        if best and rank == 0:
+            _point(directory / BEST, final)
         return final  # this step is saved already (an evaluation, then a stop, at one step)
     temporary = directory / f"{final.name}.tmp"
     if rank == 0:
@@ -186,16 +195,31 @@ def save(
         if final.exists():  # a folder of this step that `last` does not point at: stale
             shutil.rmtree(final)
         temporary.rename(final)
-        new_link = directory / f".{LAST}.tmp"
-        new_link.unlink(missing_ok=True)
-        new_link.symlink_to(final.name)  # relative: the folder can be moved or copied
-        new_link.replace(link)  # atomic: `last` is the old checkpoint or the new one
+        _point(link, final)  # atomic: `last` is the old checkpoint or the new one
+        if best:
+            _point(directory / BEST, final)
         _fsync_directory(directory)
-        for old in directory.glob("step-*"):
-            if old != final and old.is_dir() and not old.name.endswith(".tmp"):
-                shutil.rmtree(old)
+        _remove_old(directory, keep)
     _barrier()
     return final
+
+
+def _point(link: Path, folder: Path) -> None:
+    """Make ``link`` point at ``folder`` in one ``os.replace``."""
+    new_link = link.with_name(f".{link.name}.tmp")
+    new_link.unlink(missing_ok=True)
+    new_link.symlink_to(folder.name)  # relative: the folder can be moved or copied
+    new_link.replace(link)
+
+
+def _remove_old(directory: Path, keep: int) -> None:
+    """Remove the ``step-N`` folders that neither ``last``, ``best`` nor ``keep`` hold."""
+    folders = sorted(p for p in directory.glob("step-*") if p.is_dir() and p.suffix != ".tmp")
+    held = {(directory / name).resolve() for name in (LAST, BEST) if (directory / name).exists()}
+    held.update(folder.resolve() for folder in (folders[-keep:] if keep else []))
+    for folder in folders:
+        if folder.resolve() not in held:
+            shutil.rmtree(folder)
 
 
 def _convert_hint(source: Path, destination: Path) -> str:

@@ -129,6 +129,16 @@ _FIXES: dict[str, str] = {
     "repr": "make extra_repr() return a string built from attributes set in __init__",
     "stale-skip": "remove the skip, or correct the place it names",
 }
+_META_VALUE_FIX = (
+    "a value is read while the module is built (.item(), bool(), an if on a tensor: "
+    "torch's orthogonal parametrization does), which a meta tensor does not have: move it "
+    "to reset_parameters(), or apply it after to_empty()"
+)
+_ORIGINAL_FIX = (
+    "assign the parametrized tensor in reset_parameters() (self.weight = value goes "
+    "through right_inverse and sets the originals); initialising it in place changes a "
+    "computed copy, or register the parametrization after to_empty() and reset_parameters()"
+)
 _ACTIVATION_FIX = (
     "do not keep graph-attached tensors on self (each one keeps its whole autograd graph "
     "alive): return it from forward(); or keep a detached copy (.detach()), knowing that it "
@@ -147,6 +157,7 @@ _SIZED = (Tensor, *_CONTAINERS)
 _TORCH_DIR = str(Path(torch.__file__).parent)
 _STDLIB_DIR = sysconfig.get_paths()["stdlib"]
 _SITE_DIRS = (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])
+_INSTALLED_DIRS = frozenset({"site-packages", "dist-packages"})
 # What torch.testing.assert_close raises for values apart, or for values it cannot compare.
 _NOT_CLOSE = (AssertionError, TypeError, ValueError)
 # Files in site-packages that count as the user's: the package of the module under test.
@@ -367,7 +378,8 @@ class _Checker:
             # A crash while probing is a finding, not a bug of the checker.
             except Exception as error:  # noqa: BLE001
                 rule = next(r for r in probe_rules if r in selected)
-                self.add(rule, _where(error), _describe(error))
+                meta = rule in ("meta-init", "factory-kwargs") and "meta tensor" in str(error)
+                self.add(rule, _where(error), _describe(error), _META_VALUE_FIX if meta else None)
             # A module made in forward(): its weights are new every call, and every other
             # rule would report the same mistake again. Reported once, by name.
             if self.module_in_forward:
@@ -850,10 +862,14 @@ class _Checker:
         _reset_parameters(module)
         for kind, name, tensor in _state(module):
             if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                # torch.nn.utils.parametrize keeps the stored tensors as `original*`.
+                original = ".parametrizations." in f".{name}" and ".original" in name
                 self.add(
                     "meta-init",
                     f"{kind} '{name}'",
-                    "is not finite after to_empty() and reset_parameters(): nothing sets it",
+                    "is not finite after to_empty() and reset_parameters(): nothing sets it"
+                    + (" (a parametrization's stored tensor)" if original else ""),
+                    _ORIGINAL_FIX if original else None,
                 )
 
     def factory_kwargs(self) -> None:
@@ -1162,7 +1178,12 @@ def _is_library(filename: str) -> bool:
     """
     if filename == __file__ or filename.startswith((_TORCH_DIR, "<")):
         return True
-    if filename.startswith(_SITE_DIRS):
+    # This interpreter's site-packages, or any other one (pip --target, a venv's on
+    # PYTHONPATH, Debian's dist-packages).
+    installed = filename.startswith(_SITE_DIRS) or not _INSTALLED_DIRS.isdisjoint(
+        Path(filename).parts
+    )
+    if installed:
         return not (_user_dirs and filename.startswith(_user_dirs))
     return filename.startswith(_STDLIB_DIR)
 

@@ -332,9 +332,14 @@ def wrap_model(
     """What the loop trains: ``model`` compiled and/or wrapped in DDP, which averages the
     gradients of all ranks in backward(). Checkpoints save ``model`` itself, without the
     wrappers' key prefixes ("_orig_mod.", "module."). Under FSDP ``model`` is sharded
-    already: it is what the loop trains."""
+    already: it is what the loop trains, and ``compile`` compiles each layer in place
+    (torchtitan's way): FSDP's hooks around the layers would break a whole-model graph
+    at every layer, and torch.compile would fall back to eager for the model's forward."""
     trained: nn.Module = model
-    if compile:
+    if compile and strategy == "fsdp":
+        for layer in model.layers:
+            layer.compile()  # in place: the same module, the same state_dict keys
+    elif compile:
         trained = torch.compile(trained)  # type: ignore[assignment]
     if strategy == "ddp" and world.distributed:
         device_ids = [device.index] if device.type == "cuda" else None
@@ -479,11 +484,14 @@ def save_checkpoint(
     sharded: bool = False,
 ) -> None:
     """Rank 0 writes last.pt (and best.pt, and step-*.pt with ``keep``); ``sharded``
-    (--strategy fsdp): every rank writes its shards of CHECKPOINT_DIR/last instead, each
-    rank's RNG states with them (see sharded_checkpoint.py; no best or step copies)."""
+    (--strategy fsdp): every rank writes its shards into CHECKPOINT_DIR/step-N/ instead,
+    each rank's RNG states with them, and the links ``last`` (and ``best``) move there;
+    ``keep`` step folders are kept besides those two (see sharded_checkpoint.py)."""
     if sharded:
         loop = {key: value for key, value in state.items() if key != "rng"}
-        sharded_checkpoint.save(directory, model, optimizer, state["step"], loop)
+        sharded_checkpoint.save(
+            directory, model, optimizer, state["step"], loop, best=best, keep=keep
+        )
         return
     if not world.is_main:
         return
@@ -665,6 +673,9 @@ def train(args: argparse.Namespace, stop: GracefulStop) -> dict[str, float]:
     )
     if world.is_main:
         log(describe_strategy(strategy, world, sharded))
+        store_warning = distributed.restart_store_warning()
+        if store_warning is not None:
+            log(f"warning: {store_warning}")
         if world.restart:
             where = start.resume_from or "no checkpoint yet: starting from step 0"
             log(f"restart {world.restarts} (by {world.restarted_by}): resuming from {where}")
@@ -680,6 +691,8 @@ def train(args: argparse.Namespace, stop: GracefulStop) -> dict[str, float]:
     # Dropout and augmentation: each rank its own stream (nanoGPT's seed offset).
     torch.manual_seed(args.seed + world.rank)
     trained = wrap_model(model, world, device, args.compile, strategy)  # shares parameters
+    if args.compile and strategy == "fsdp" and world.is_main:
+        log("--compile under FSDP: each layer is compiled on its own, the rest runs eagerly")
     optimizer = optim.build_optimizer(model, lr=args.lr, weight_decay=args.weight_decay)
     schedule = build_schedule(args)
 
@@ -785,7 +798,9 @@ def train(args: argparse.Namespace, stop: GracefulStop) -> dict[str, float]:
                 best_val_loss = min(best_val_loss, results["val_loss"])
             if evaluate_now or stopping:
                 state = loop_state(step, best_val_loss, schedule, data, args, world)
-                keep = args.keep if evaluate_now else 0
+                # A stop between evaluations: no step-*.pt copy (a sharded save is one
+                # anyway, and prunes none of the kept ones).
+                keep = args.keep if evaluate_now or sharded else 0
                 save_checkpoint(
                     directory,
                     model,
