@@ -7,6 +7,7 @@ on the CPU, one thread per process, on loopback ports picked free for each test.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -58,10 +59,35 @@ def torchrun(*args: str) -> list[str]:
     return [sys.executable, "-m", "torch.distributed.run", *args]
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``: torchrun starts each worker in a session of its own, so
+    killing the agent's process group would leave them running (Linux's /proc)."""
+    found: list[int] = []
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        with contextlib.suppress(OSError):
+            for child in map(int, children.read_text().split()):
+                found += [child, *descendants(child)]
+    return found
+
+
+def kill_tree(process: subprocess.Popen[str]) -> None:
+    """SIGKILL ``process`` and its workers, and reap it: a test that fails or times out
+    leaves no rank behind, spinning in a collective or holding a port."""
+    for pid in [*descendants(process.pid), process.pid]:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    process.wait()
+
+
 def run(command: list[str], timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        command, env=ENV, capture_output=True, text=True, timeout=timeout, check=False
+    process = subprocess.Popen(
+        command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    try:
+        out, err = process.communicate(timeout=timeout)
+    finally:
+        kill_tree(process)  # nothing left once it has exited; everything if it timed out
+    return subprocess.CompletedProcess(command, process.returncode, out, err)
 
 
 def trained_model(steps: int = 2) -> tuple[Model, torch.optim.Optimizer]:
@@ -354,6 +380,29 @@ def test_fsdp_resume_is_bit_identical_and_reshards_to_one_process(tmp_path: Path
 
 
 @pytest.mark.slow
+def test_a_missing_rank_fails_within_dist_timeout_in_one_line(tmp_path: Path) -> None:
+    """Rank 0 of 2 started alone: it waits --dist-timeout, then says what to check."""
+    alone = {**ENV, "RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "2"}
+    alone |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port())}
+    command = [sys.executable, "-m", MODULE, *FAST, "--dist-timeout", "3"]
+    start = time.monotonic()
+    result = subprocess.run(
+        [*command, "--checkpoint-dir", str(tmp_path / "run")],
+        env=alone,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert time.monotonic() - start < 60  # not gloo's default of 30 minutes
+    assert result.returncode == 1, result.stderr[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert "did not meet within --dist-timeout 3 s" in lines[0]
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+@pytest.mark.slow
 def test_fsdp_compile_compiles_each_layer_and_trains(tmp_path: Path) -> None:
     two = torchrun("--standalone", "--nproc-per-node", "2", "-m", MODULE, "--strategy", "fsdp")
     result = run([*two, *FAST, "--steps", "10", "--compile", "--checkpoint-dir", str(tmp_path)])
@@ -382,7 +431,7 @@ def test_two_torchrun_agents_as_two_nodes(tmp_path: Path, strategy: str) -> None
         outputs = [node.communicate(timeout=240) for node in nodes]
     finally:
         for node in nodes:
-            node.kill()
+            kill_tree(node)
     assert [node.returncode for node in nodes] == [0, 0], outputs[0][1][-3000:]
     assert any(f"{strategy.upper()} over 2 processes" in out for out, _ in outputs)
     if strategy == "fsdp":
@@ -430,8 +479,7 @@ def test_elastic_restart_after_a_sigkill_resumes_and_finishes(tmp_path: Path) ->
         os.kill(victim, signal.SIGKILL)
         agent.wait(timeout=240)
     finally:
-        agent.kill()
-        agent.wait()
+        kill_tree(agent)
     out, err = out_path.read_text(), err_path.read_text()
     assert agent.returncode == 0, err[-3000:]
     assert f"(pid: {victim})" in err  # torchrun saw the killed worker fail

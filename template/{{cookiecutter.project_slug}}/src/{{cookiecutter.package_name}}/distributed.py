@@ -31,6 +31,7 @@ import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -163,15 +164,32 @@ def check_strategy(strategy: str, device: torch.device, world: World) -> str:
     return strategy if world.distributed else "single"
 
 
-def init(world: World, device: torch.device) -> None:
-    """Join the process group: NCCL between GPUs, gloo between CPU processes."""
+def init(world: World, device: torch.device, timeout_s: float = 600) -> None:
+    """Join the process group: NCCL between GPUs, gloo between CPU processes.
+
+    ``timeout_s`` bounds how long the group may take to form, and how long any collective
+    may wait for a peer: a rank that died or hangs then fails the others within it
+    (instead of the 30 minutes of gloo's default), so that torchrun can restart them.
+
+    Raises:
+        DistributedError: the group did not form in time (a rank missing or unreachable).
+    """
     if not world.distributed:
         return
-    if device.type == "cuda":
-        torch.cuda.set_device(device)  # one GPU per process: this rank's own
-        dist.init_process_group("nccl", device_id=device)
-    else:
-        dist.init_process_group("gloo")
+    timeout = timedelta(seconds=timeout_s)
+    try:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # one GPU per process: this rank's own
+            dist.init_process_group("nccl", device_id=device, timeout=timeout)
+        else:
+            dist.init_process_group("gloo", timeout=timeout)
+    except dist.DistError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise DistributedError(
+            f"the {world.world_size} processes did not meet within --dist-timeout "
+            f"{timeout_s:g} s ({first}): start all of them (torchrun, one per rank), check "
+            "MASTER_ADDR/MASTER_PORT or --rdzv-endpoint, or raise --dist-timeout"
+        ) from None
 
 
 def wrap_ddp(model: nn.Module, device: torch.device) -> DistributedDataParallel:

@@ -106,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="ddp",
         help="under torchrun: ddp (a replica per rank) or fsdp (sharded; sharded checkpoints)",
     )
+    add(
+        "--dist-timeout",
+        type=POSITIVE_INT,
+        default=600,
+        help="seconds the processes may take to meet, and a collective may wait for a "
+        "peer, before the run fails (and torchrun can restart it)",
+    )
     opt = parser.add_argument_group("optimizer and schedule")
     opt.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3, help="peak learning rate")
     opt.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
@@ -659,7 +666,7 @@ def train(args: argparse.Namespace, stop: GracefulStop) -> dict[str, float]:
     world = World.from_env()
     device = pick_device(args.device, world)
     strategy = distributed.check_strategy(args.strategy, device, world)  # or "single"
-    distributed.init(world, device)
+    distributed.init(world, device, args.dist_timeout)
     sharded = args.strategy == "fsdp"  # sharded checkpoints, even in a world of one
     autocast_on = args.amp and strategy != "fsdp"  # FSDP's mixed precision replaces it
     if args.amp and device.type not in ("cuda", "cpu"):
