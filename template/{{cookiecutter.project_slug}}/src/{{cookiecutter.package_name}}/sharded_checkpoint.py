@@ -12,10 +12,12 @@ each rank writes its own shards, in parallel, into one folder. The layout::
 A save writes ``step-N.tmp/``, renames it to ``step-N/`` once every rank has written,
 and then replaces the link ``last`` (and ``best``) in one ``os.replace``; only after that
 are older folders removed: all but those two links' and, with ``--keep N``, the N newest.
-A crash or SIGKILL at any moment leaves ``last`` pointing at a whole checkpoint. What is saved is everything an exact resume needs: the model and optimizer
-state (``get_state_dict``: keyed by parameter name, so a checkpoint saved by 2 ranks
-loads into 1 or 4, DCP resharding it), the step, every rank's random number generators,
-and the loop's own state. Loading uses ``torch.load(weights_only=True)`` for everything
+A crash or SIGKILL at any moment leaves ``last`` pointing at a whole checkpoint.
+
+What is saved is everything an exact resume needs: the model and optimizer state
+(``get_state_dict``: keyed by parameter name, so a checkpoint saved by 2 ranks loads into
+1 or 4, DCP resharding it), the step, every rank's random number generators, and the
+loop's own state. Loading uses ``torch.load(weights_only=True)`` for everything
 that is not a tensor, so a checkpoint from elsewhere cannot run code.
 
 Convert between the formats (``export`` reads single files)::

@@ -805,8 +805,8 @@ def train(args: argparse.Namespace, stop: GracefulStop) -> dict[str, float]:
                 best_val_loss = min(best_val_loss, results["val_loss"])
             if evaluate_now or stopping:
                 state = loop_state(step, best_val_loss, schedule, data, args, world)
-                # A stop between evaluations: no step-*.pt copy (a sharded save is one
-                # anyway, and prunes none of the kept ones).
+                # A stop between evaluations: no step-*.pt copy. A sharded save is a
+                # step-N/ folder anyway, one of the --keep newest.
                 keep = args.keep if evaluate_now or sharded else 0
                 save_checkpoint(
                     directory,
