@@ -72,7 +72,11 @@ def test_every_action_hook_and_image_is_listed(rendered, combo: str) -> None:
             assert any(n == name and p == tag for _, n, p, _ in pins_found), image
         uv = [pin for pin in pins_found if pin[0] == "uv"]
         assert uv
-        assert all(re.fullmatch(r"\d+\.\d+\.\d+", pinned) for _, _, pinned, _ in uv)
+        assert all(
+            re.fullmatch(r"(==)?\d+\.\d+\.\d+", pinned) for _, _, pinned, _ in uv
+        )
+        # One uv everywhere: the image, the dev container and the CI's uv job.
+        assert len({pinned.removeprefix("==") for _, _, pinned, _ in uv}) == 1, uv
         cuda = [p for k, n, p, _ in pins_found if n == "nvidia/cuda"]
         assert cuda
         assert all(p.startswith(answers["cuda_version"] + ".") for p in cuda)

@@ -170,9 +170,11 @@ def test_github_workflow_matches_the_schemas(rendered, combo: str) -> None:
     assert ci["concurrency"]["cancel-in-progress"] is True
     assert ci["env"]["PIP_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
     jobs = ci["jobs"]
-    assert set(jobs) == {"lint", "tests", "export", "gpu"} | (
+    assert set(jobs) == {"lint", "tests", "uv", "export", "gpu"} | (
         {"docker"} if answers["docker"] else set()
     )
+    uv_route = " ".join(step.get("run", "") for step in jobs["uv"]["steps"])
+    assert_uv_route(uv_route)
     assert jobs["tests"]["strategy"]["matrix"]["python"] == python_versions_from(
         answers["python_version"]
     )
@@ -186,6 +188,14 @@ def test_github_workflow_matches_the_schemas(rendered, combo: str) -> None:
     assert "inputs.gpu" in jobs["gpu"]["if"]  # opt-in, never on every push
     if answers["docker"]:
         assert "docker build --target cpu" in jobs["docker"]["steps"][1]["run"]
+
+
+def assert_uv_route(commands: str) -> None:
+    """The CI's uv job runs the route that test_install.py runs for real: uv sync with
+    PyTorch's CPU index (the `cpu` extra), then the suite; --locked once a lock exists."""
+    assert "uv sync $locked --extra cpu --extra test" in commands
+    assert "if [ -f uv.lock ]; then locked=--locked" in commands
+    assert "uv run --no-sync pytest" in commands
 
 
 @combos
@@ -219,9 +229,10 @@ def test_gitlab_ci_has_the_same_stages(rendered, combo: str) -> None:
         for name, job in ci.items()
         if isinstance(job, dict) and "script" in job
     }
-    assert set(jobs) == {"lint", "tests", "export", "gpu"} | (
+    assert set(jobs) == {"lint", "tests", "uv", "export", "gpu"} | (
         {"docker"} if answers["docker"] else set()
     )
+    assert_uv_route(" ".join(jobs["uv"]["script"]))
     for job in jobs.values():
         assert job["stage"] in ci["stages"]
     assert (
