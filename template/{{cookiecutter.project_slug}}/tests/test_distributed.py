@@ -442,14 +442,13 @@ def test_two_torchrun_agents_as_two_nodes(tmp_path: Path, strategy: str) -> None
 
 def rank_pid(agent: subprocess.Popen[str], rank: int) -> int | None:
     """The process id of the worker with RANK=rank among the agent's children."""
-    children = Path(f"/proc/{agent.pid}/task/{agent.pid}/children")
-    for pid in children.read_text().split() if children.exists() else []:
+    for pid in descendants(agent.pid):
         try:
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
         except OSError:
             continue
         if f"RANK={rank}".encode() in environ:
-            return int(pid)
+            return pid
     return None
 
 

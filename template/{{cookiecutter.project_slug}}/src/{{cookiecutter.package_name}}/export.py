@@ -580,9 +580,9 @@ def load_model(checkpoint: Path | None = None) -> Model:
         return Model().eval()
     if sharded_checkpoint.is_sharded(checkpoint):
         try:
-            model = Model(ModelConfig(**sharded_checkpoint.read_meta(checkpoint)["config"]))
+            model = sharded_checkpoint.build_model(checkpoint)
             sharded_checkpoint.load(checkpoint, model)
-        except (CheckpointError, TypeError, ValueError) as error:
+        except CheckpointError as error:
             raise ExportError(f"checkpoint {checkpoint}: {_first_line(error)}") from None
         return model.eval()
     try:

@@ -61,7 +61,17 @@ from . import checkpoint, optim
 from .checkpoint import CheckpointError
 from .model import Model, ModelConfig
 
-__all__ = ["BEST", "LAST", "Loaded", "convert", "is_sharded", "load", "resolve_start", "save"]
+__all__ = [
+    "BEST",
+    "LAST",
+    "Loaded",
+    "build_model",
+    "convert",
+    "is_sharded",
+    "load",
+    "resolve_start",
+    "save",
+]
 
 LAST = "last"  # CHECKPOINT_DIR/last: the link to the newest whole checkpoint
 BEST = "best"  # CHECKPOINT_DIR/best: the link to the one of the lowest validation loss
@@ -285,6 +295,15 @@ def read_meta(path: Path) -> dict[str, Any]:
     return meta
 
 
+def build_model(path: Path) -> Model:
+    """A fresh model of the :class:`ModelConfig` saved with the checkpoint at ``path``,
+    for :func:`load` to fill."""
+    try:
+        return Model(ModelConfig(**read_meta(path)["config"]))
+    except (TypeError, ValueError) as error:
+        raise CheckpointError(f"{path}/meta.json: not a ModelConfig ({error})") from None
+
+
 def _check_config(path: Path, saved: dict[str, Any], config: ModelConfig) -> None:
     expected = dataclasses.asdict(config)
     if saved != expected:
@@ -382,13 +401,12 @@ def convert(source: Path, destination: Path) -> Path:
     optimizer, the step and rank 0's generators carry over. Returns what was written.
     """
     if is_sharded(source):
-        meta = read_meta(source)
         if destination.is_dir():
             raise CheckpointError(
                 f"{destination} is a folder: name the single file to write (e.g. "
                 f"{destination / 'last.pt'})"
             )
-        model = Model(ModelConfig(**meta["config"]))
+        model = build_model(source)
         optimizer = _optimizer(model)
         loaded = load(source, model, optimizer)
         checkpoint.save(destination, model, optimizer, loaded.step, loaded.loop_state)
