@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -38,7 +42,7 @@ def test_state_dict_keys_hold_persistent_state_only() -> None:
         "feature_mask",
     }
     # Non-persistent: a buffer (moves with .to()) that is not saved.
-    assert "weight_gain" in dict(Layer(5, 3).named_buffers())
+    assert "output_mean" in dict(Layer(5, 3).named_buffers())
 
 
 def test_bias_off_is_registered_as_none() -> None:
@@ -64,10 +68,10 @@ def test_meta_construction_then_to_empty_and_reset() -> None:
     assert all(t.is_meta for t in (*layer.parameters(), *layer.buffers()))
     layer.to_empty(device="cpu")
     layer.reset_parameters()
-    out = layer(torch.randn(4, 5))
-    assert torch.isfinite(out).all()
     reference = Layer(5, 3)
-    assert torch.equal(layer.weight_gain, reference.weight_gain)
+    layer.load_state_dict(reference.state_dict())  # all but the non-persistent buffer
+    x = torch.randn(4, 5)
+    torch.testing.assert_close(layer(x), reference(x), rtol=0, atol=0)
 
 
 def test_reset_parameters_matches_the_documented_init() -> None:
@@ -76,7 +80,7 @@ def test_reset_parameters_matches_the_documented_init() -> None:
     assert torch.equal(layer.gamma, torch.ones(128))
     assert torch.equal(layer.bias, torch.zeros(128))
     assert torch.equal(layer.feature_mask, torch.ones(128))
-    assert layer.weight_gain.item() == pytest.approx(256**-0.5)
+    assert torch.equal(layer.output_mean, torch.zeros(128))
     assert layer.weight.std().item() == pytest.approx(1.0, abs=0.02)
 
 
@@ -90,6 +94,50 @@ def test_forward_matches_the_formula() -> None:
     expected = (x @ layer.weight.T) * (layer.gamma * layer.feature_mask / 5**0.5) + layer.bias
     torch.testing.assert_close(layer(x), expected)
     assert torch.all(layer(x)[:, 1] == layer.bias[1])
+
+
+@pytest.mark.parametrize("leading", [(), (7,), (2, 3)])
+def test_forward_matches_the_formula_whatever_the_leading_dimensions(
+    leading: tuple[int, ...],
+) -> None:
+    layer = Layer(5, 3, dtype=torch.float64)
+    with torch.no_grad():
+        layer.gamma.uniform_()
+        layer.bias.uniform_()
+        layer.feature_mask[0] = 0.0
+    x = torch.randn(*leading, 5, dtype=torch.float64)
+    expected = (x @ layer.weight.T) * (layer.gamma * layer.feature_mask / 5**0.5) + layer.bias
+    torch.testing.assert_close(layer(x), expected)
+
+
+def test_a_fractional_mask_scales_its_feature() -> None:
+    layer = Layer(5, 3, dtype=torch.float64)
+    with torch.no_grad():
+        layer.feature_mask.copy_(torch.tensor([0.25, 0.5, 1.0]))
+    x = torch.randn(4, 5, dtype=torch.float64)
+    expected = (x @ layer.weight.T) * (layer.feature_mask / 5**0.5)
+    torch.testing.assert_close(layer(x), expected)
+
+
+def test_the_gain_is_exact_in_float16_beyond_its_largest_integer() -> None:
+    # 70000 > 65504, float16's largest value: the gain must not go through a float16 tensor.
+    layer = Layer(70_000, 2, dtype=torch.float16)
+    x = torch.randn(3, 70_000, dtype=torch.float16)
+    expected = (x.double() @ layer.weight.double().T) / 70_000**0.5
+    torch.testing.assert_close(layer(x).double(), expected, rtol=1e-2, atol=1e-2)
+
+
+def test_buffers_left_in_float32_under_bfloat16_parameters() -> None:
+    # FSDP's mixed precision casts parameters to bfloat16 and leaves buffers as they are.
+    reference = Layer(5, 3, dtype=torch.float64)
+    layer = Layer(5, 3, dtype=torch.bfloat16)
+    layer.load_state_dict(reference.state_dict())
+    layer.feature_mask = layer.feature_mask.float()
+    layer.output_mean = layer.output_mean.float()
+    x = torch.randn(4, 5, dtype=torch.float64)
+    output = layer(x.bfloat16())
+    assert output.dtype == torch.bfloat16
+    torch.testing.assert_close(output.double(), reference(x), rtol=2e-2, atol=2e-2)
 
 
 def test_forward_without_bias_matches_the_formula() -> None:
@@ -121,3 +169,33 @@ def test_bad_sizes_are_rejected() -> None:
 def test_extra_repr() -> None:
     expected = f"{Layer.__name__}(in_features=5, out_features=3, bias=False)"
     assert repr(Layer(5, 3, bias=False)) == expected
+
+
+BENCHMARK = Path(__file__).parents[1] / "benchmarks" / "layer.py"
+
+
+@pytest.mark.slow
+def test_the_layer_benchmark_prints_its_ratios_and_judges_the_first_thread_count() -> None:
+    # A run, not a timing: the figures themselves are the benchmark's to print.
+    quick = ["--rounds", "2", "--block", "0.001", "--batch", "8", "--features", "16"]
+    result = subprocess.run(
+        [sys.executable, str(BENCHMARK), *quick, "--threads", "1", "2"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1 threads" in result.stdout
+    assert "2 threads" in result.stdout
+    assert result.stdout.count("layer / nn.Linear") == 2
+    assert "CPU target on 1 thread(s)" in result.stdout
+    refused = subprocess.run(
+        [sys.executable, str(BENCHMARK), "--threads", "0"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2
+    assert "--threads: counts must be at least 1, got [0]" in refused.stderr

@@ -11,7 +11,6 @@ The rules, each shown once below:
 * ``forward`` only computes: it creates no state and never names a device or dtype.
 """
 
-import math
 from typing import Any
 
 import torch
@@ -54,8 +53,17 @@ class {{ cookiecutter.layer_class }}(nn.Module):
         gamma: learnable scale, shape :math:`(H_{out})`, initialised to one.
         feature_mask: persistent buffer, shape :math:`(H_{out})`, all ones: part of the
             ``state_dict``, moved by ``.to()``, never trained.
-        weight_gain: non-persistent buffer, a scalar derived from ``in_features``: moved by
-            ``.to()`` but not saved, so ``reset_parameters()`` recomputes it.
+        output_mean: non-persistent buffer, shape :math:`(H_{out})`, zeros: the mean that
+            ``batch_norm`` subtracts (none). Moved by ``.to()``, so it is on the layer's device
+            without naming one, but not saved: ``reset_parameters()`` refills it.
+
+    Speed: after the matrix product, scale and bias are one ``F.batch_norm`` in eval mode,
+    :math:`(y - \mu) / \sqrt{\sigma^2 + \epsilon} \cdot \gamma + b` per feature, with
+    :math:`\mu = 0`, :math:`\epsilon` = ``in_features`` (so that
+    :math:`1/\sqrt{\epsilon} = g`) and :math:`\sigma^2 = \epsilon (m^{-2} - 1)`: 0 for a kept
+    feature, infinite for a masked one, whose scale becomes 0. Its backward gives the
+    gradients of the product, :math:`\gamma` and :math:`b` in one kernel, where autograd's
+    ``*`` and ``+`` run four over the output (``benchmarks/layer.py`` measures it).
 
     Quantization: the matrix product is ``F.linear`` on the registered ``weight``, so
     torchao's ``quantize_(model, config, filter_fn=...)`` swaps ``weight`` for a quantized
@@ -72,8 +80,8 @@ class {{ cookiecutter.layer_class }}(nn.Module):
     in_features: int
     out_features: int
     bias: Tensor | None
-    weight_gain: Tensor
     feature_mask: Tensor
+    output_mean: Tensor
 
     def __init__(
         self,
@@ -104,9 +112,10 @@ class {{ cookiecutter.layer_class }}(nn.Module):
             self.register_parameter("bias", None)
         # Rule: non-trainable state is a buffer. Persistent: saved in state_dict().
         self.register_buffer("feature_mask", torch.empty(out_features, **factory_kwargs))
-        # Non-persistent: follows .to() but is derived, so it is not saved; it must be
-        # recomputed in reset_parameters() (to_empty() leaves it uninitialised).
-        self.register_buffer("weight_gain", torch.empty((), **factory_kwargs), persistent=False)
+        # Non-persistent: follows .to() but is a constant, so it is not saved; it must be
+        # refilled in reset_parameters() (to_empty() leaves it uninitialised).
+        mean = torch.empty(out_features, **factory_kwargs)
+        self.register_buffer("output_mean", mean, persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -117,23 +126,26 @@ class {{ cookiecutter.layer_class }}(nn.Module):
             nn.init.zeros_(self.bias)
         with torch.no_grad():
             self.feature_mask.fill_(1.0)
-            # Kaiming's constant for a linear map, applied at run time.
-            gain = nn.init.calculate_gain("linear") / math.sqrt(self.in_features)
-            self.weight_gain.fill_(gain)
+            self.output_mean.zero_()
 
     def forward(self, input: Tensor) -> Tensor:
         # Only computation here: every tensor used is a registered parameter or buffer,
         # so it is already on the right device and dtype.
-        # The constant factors first: their product needs no gradient, one autograd node less.
-        scale = self.gamma * (self.feature_mask * self.weight_gain)
         output = F.linear(input, self.weight)
-        # `.to(output.dtype)` is a no-op, except under autocast, where F.linear returns
-        # float16/bfloat16: the layer then does too, as nn.Linear does.
-        scale = scale.to(output.dtype)
-        if self.bias is None:
-            return output * scale
-        # Scale and bias in one elementwise pass over the output: bias + output * scale.
-        return torch.addcmul(self.bias.to(output.dtype), output, scale)
+        mask, mean = self.feature_mask, self.output_mean
+        if mask.dtype != self.gamma.dtype:  # FSDP's mixed precision casts parameters only
+            mask, mean = mask.to(self.gamma.dtype), mean.to(self.gamma.dtype)
+        # var + eps = in_features / mask**2: for a kept feature var is 0, and eps, exact in
+        # every dtype, gives the gain 1/sqrt(in_features); for a masked one var is inf.
+        var = mask.pow(-2).sub_(1.0).mul_(float(self.in_features))
+        # batch_norm takes (N, C): the leading dimensions are flattened, then restored.
+        # Under autocast, output is float16/bfloat16 and so is the result, as nn.Linear's
+        # (batch_norm takes float32 parameters with a low-precision input).
+        flat = output if output.dim() == 2 else output.reshape(-1, self.out_features)
+        flat = F.batch_norm(
+            flat, mean, var, self.gamma, self.bias, training=False, eps=float(self.in_features)
+        )
+        return flat if output.dim() == 2 else flat.view(output.shape)
 
     def extra_repr(self) -> str:
         return (
