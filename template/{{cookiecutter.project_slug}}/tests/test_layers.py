@@ -174,28 +174,21 @@ def test_extra_repr() -> None:
 BENCHMARK = Path(__file__).parents[1] / "benchmarks" / "layer.py"
 
 
+def run_benchmark(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, str(BENCHMARK), *args]
+    return subprocess.run(command, check=False, capture_output=True, text=True, timeout=120)
+
+
 @pytest.mark.slow
 def test_the_layer_benchmark_prints_its_ratios_and_judges_the_first_thread_count() -> None:
     # A run, not a timing: the figures themselves are the benchmark's to print.
     quick = ["--rounds", "2", "--block", "0.001", "--batch", "8", "--features", "16"]
-    result = subprocess.run(
-        [sys.executable, str(BENCHMARK), *quick, "--threads", "1", "2"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_benchmark(*quick, "--threads", "1", "2")
     assert result.returncode == 0, result.stderr
     assert "1 threads" in result.stdout
     assert "2 threads" in result.stdout
     assert result.stdout.count("layer / nn.Linear") == 2
     assert "CPU target on 1 thread(s)" in result.stdout
-    refused = subprocess.run(
-        [sys.executable, str(BENCHMARK), "--threads", "0"],
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    refused = run_benchmark("--threads", "0")
     assert refused.returncode == 2
     assert "--threads: counts must be at least 1, got [0]" in refused.stderr
