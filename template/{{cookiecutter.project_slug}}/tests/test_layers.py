@@ -119,8 +119,8 @@ def test_a_fractional_mask_scales_its_feature() -> None:
     torch.testing.assert_close(layer(x), expected)
 
 
-def test_the_gain_is_exact_in_float16_beyond_its_largest_integer() -> None:
-    # 70000 > 65504, float16's largest value: the gain must not go through a float16 tensor.
+def test_a_float16_layer_wider_than_float16_can_count_keeps_its_gain() -> None:
+    # 70000 > 65504, float16's largest value: in_features must not pass through float16.
     layer = Layer(70_000, 2, dtype=torch.float16)
     x = torch.randn(3, 70_000, dtype=torch.float16)
     expected = (x.double() @ layer.weight.double().T) / 70_000**0.5
