@@ -187,6 +187,7 @@ def test_the_layer_benchmark_prints_its_ratios_and_judges_the_first_thread_count
     assert result.returncode == 0, result.stderr
     assert "1 threads" in result.stdout
     assert "2 threads" in result.stdout
+    assert f", {torch.backends.cpu.get_cpu_capability()}, " in result.stdout  # the CPU named
     assert result.stdout.count("layer / nn.Linear") == 2
     assert "CPU target on 1 thread(s)" in result.stdout
     refused = run_benchmark("--threads", "0")
