@@ -27,10 +27,10 @@ threads than the GEMMs do.
 
 A benchmark, not a test: the figures depend on the CPU, so its model heads each run's
 figures, and on the machine's load, by a few percent from run to run. Inside a step, the
-elementwise kernels run at memory speed, since the GEMMs have just filled the caches with
-their own operands; the layer wins where batch_norm's kernel is as fast as a multiply. On
-an AMD EPYC with AVX2 (torch 2.13, MKL), its eval kernel over ``(N, C)`` takes about 2.5
-times as long as ``torch.addcmul``'s one pass, and there the layer only ties the article.
+elementwise kernels run at memory speed (the GEMMs have just filled the caches with their
+own operands), and the layer gains on the article only where batch_norm's kernel is fast.
+On an AMD EPYC with AVX2 (torch 2.13, MKL), its eval kernel over ``(N, C)`` takes about 2.5
+times as long as ``torch.addcmul``'s one pass, and there the layer ties the article.
 """
 
 from __future__ import annotations
@@ -77,11 +77,7 @@ class ArticleLinear(nn.Module):
 
 
 def cpu_name() -> str:
-    """The CPU's model name and the vector instructions torch uses on it.
-
-    The ratios depend on the CPU, not only on its speed: how fast batch_norm's kernel runs
-    against the GEMMs differs between CPU families, so a figure is quoted with its CPU.
-    """
+    """The CPU's model name and the vector instructions torch uses on it."""
     cpuinfo = Path("/proc/cpuinfo")
     lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
     names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
@@ -133,12 +129,12 @@ def run(device: torch.device, args: argparse.Namespace) -> dict[str, float]:
         ),
     }
     if device.type == "cpu":
-        threads = f"{torch.get_num_threads()} threads, {cpu_name()}"
+        where = f"{torch.get_num_threads()} threads, {cpu_name()}"
     else:
-        threads = torch.cuda.get_device_name(device)
+        where = torch.cuda.get_device_name(device)
     print(
         f"\n{device.type}: float32, batch {args.batch}, {features} -> {features}, "
-        f"{threads}, {args.rounds} rounds of {number} steps (torch {torch.__version__})"
+        f"{where}, {args.rounds} rounds of {number} steps (torch {torch.__version__})"
     )
     width = max(len(name) for name in (*times, *ratios))
     for name, seconds in times.items():
