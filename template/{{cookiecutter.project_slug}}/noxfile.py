@@ -1,32 +1,52 @@
 #!/usr/bin/env python3
-# `./noxfile.py` runs nox with the python3 on PATH; `uv run noxfile.py` reads the block below.
+# `uv run nox` runs these sessions with the nox of the `dev` group; `./noxfile.py` and
+# `uv run noxfile.py` work too (the block below).
 # /// script
-# dependencies = ["nox>=2025.2.9"]
+# dependencies = ["nox[uv]>=2025.2.9"]
 # ///
-"""Sessions for {{ cookiecutter.project_slug }}: `nox -l` lists them, `nox` runs lint, tests, mypy.
+"""Sessions for {{ cookiecutter.project_slug }}: `uv run nox -l` lists them, `uv run nox` runs lint, mypy, tests.
 
-Each session installs the project with pip into its own virtual environment. torch is the
-newest release that pyproject.toml allows, unless $TORCH_SPEC pins it, e.g.
-`TORCH_SPEC="torch==2.8.0" nox -s tests`; with PIP_EXTRA_INDEX_URL set to
-https://download.pytorch.org/whl/cpu, pip takes PyTorch's CPU build of that version.
+Each session gets a virtual environment of its own, filled by `uv sync` from `uv.lock`
+(written on the first run; `--locked` once it exists, so a stale lock fails instead of
+being rewritten): the torch build is the one `[tool.uv] default-groups` names in
+pyproject.toml, exactly as in `.venv`. The `serve` session alone adds packages beyond the
+lock: the Triton server and its NumPy 1 stay out of every other environment.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import nox
 
 nox.needs_version = ">=2025.2.9"
-nox.options.default_venv_backend = "venv"
+nox.options.default_venv_backend = "uv"
 
 PYTHON = "{{ cookiecutter.python_version }}"
-TORCH_SPEC = os.environ.get("TORCH_SPEC", "")
+# The serving environment, beyond the lock: tritonserver 2.51 (Python backend) ships in the
+# nvidia-pytriton wheel (Linux, Python 3.12 at most), and its backend stub is built against
+# NumPy 1 (with NumPy 2 the server answers "output tensor shape does not match size of
+# output"). In production Triton runs in its own container; here, in this session's venv.
+SERVE = [
+    "nvidia-pytriton>=0.7",
+    "tritonclient[http,grpc]>=2.50",
+    "numpy<2",
+    "onnxruntime>=1.20",
+]
 
 
-def install(session: nox.Session, *args: str) -> None:
-    """``pip install`` of ``args``, with torch pinned by $TORCH_SPEC where it is set."""
-    session.install(*args, *([TORCH_SPEC] if TORCH_SPEC else []))
+def sync(session: nox.Session, *options: str) -> None:
+    """`uv sync` into the session's environment: the locked packages and the project.
+
+    `--locked` once uv.lock exists (a lock that no longer matches pyproject.toml fails);
+    without one, uv writes it, as the first `uv sync` of the README does.
+    """
+    locked = ["--locked"] if Path("uv.lock").is_file() else []
+    session.run_install(
+        "uv", "sync", *locked, *options,
+        env={"UV_PROJECT_ENVIRONMENT": session.virtualenv.location},
+    )  # fmt: skip
 
 
 @nox.session(python=PYTHON, default=True)
@@ -38,23 +58,24 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, default=True)
-def tests(session: nox.Session) -> None:
-    """The test suite on CPU; tests marked `cuda` skip with a reason."""
-    install(session, "-e", ".[test]")
-    session.run("pytest", *session.posargs)
+def mypy(session: nox.Session) -> None:
+    """Type-check the package with mypy, strict (configured in pyproject.toml)."""
+    sync(session, "--extra", "dev")
+    session.run("mypy", *session.posargs)
 
 
 @nox.session(python=PYTHON, default=True)
-def mypy(session: nox.Session) -> None:
-    """Type-check the package with mypy, strict (configured in pyproject.toml)."""
-    install(session, "-e", ".[export]", "mypy", "types-tqdm")
-    session.run("mypy", *session.posargs)
+def tests(session: nox.Session) -> None:
+    """The whole suite on CPU, every extra installed; `cuda` and serving tests skip with a
+    reason (`nox -s gpu`, `nox -s serve` run them)."""
+    sync(session, "--extra", "dev")
+    session.run("pytest", *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)
 def gpu(session: nox.Session) -> None:
-    """The `cuda` tests on a GPU. Fails, not skips, when CUDA is missing."""
-    install(session, "-e", ".[test]")
+    """The `cuda` tests, with the CUDA build of torch. Fails, not skips, without CUDA."""
+    sync(session, "--no-group", "cpu", "--group", "{{ 'cu' ~ cookiecutter.cuda_version.replace('.', '') }}")
     # REQUIRE_CUDA=1 turns tests/conftest.py's skip into an error: a GPU session that
     # passes on a machine without a GPU would prove nothing.
     session.run("pytest", "-m", "cuda", *session.posargs, env={"REQUIRE_CUDA": "1"})
@@ -63,58 +84,73 @@ def gpu(session: nox.Session) -> None:
 @nox.session(python=PYTHON, default=False)
 def export(session: nox.Session) -> None:
     """Export tests, then every format of the default model, each checked against eager."""
-    install(session, "-e", ".[export,test]")
+    sync(session, "--extra", "export")
     session.run("pytest", "tests/test_export.py", *session.posargs)
     out = f"{session.create_tmp()}/exported"
     session.run("python", "-m", "{{ cookiecutter.package_name }}.export", "--out", out)
 
 
 @nox.session(python=PYTHON, default=False)
+def serve(session: nox.Session) -> None:
+    """`nox -s serve -- exported/triton`: tritonserver on a repository until Ctrl-C.
+
+    Without arguments: the serving tests (a real tritonserver on ports of their own).
+    """
+    sync(session, "--extra", "export")
+    session.install(*SERVE)
+    if session.posargs and not session.posargs[0].startswith("-"):
+        session.run("python", "-m", "{{ cookiecutter.package_name }}.serve", *session.posargs)
+    else:
+        env = {"REQUIRE_TRITON": os.environ.get("REQUIRE_TRITON", "1")}
+        session.run("pytest", "tests/test_serve.py", *session.posargs, env=env)
+
+
+@nox.session(python=PYTHON, default=False)
 def bench_export(session: nox.Session) -> None:
     """Latency at batch 1 and 64: ONNX Runtime (CPU) against eager PyTorch."""
-    install(session, "-e", ".[export]")
+    sync(session, "--extra", "export")
     session.run("python", "benchmarks/export_latency.py", *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)
 def train(session: nox.Session) -> None:
     """Train the model; arguments after --, e.g. `nox -s train -- --steps 2000 --resume`."""
-    install(session, "-e", ".")
+    sync(session)
     session.run("python", "-m", "{{ cookiecutter.package_name }}.train", *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)
 def bench_train(session: nox.Session) -> None:
     """Steps per second of the training loop on CPU, and its overhead over a bare loop."""
-    install(session, "-e", ".")
+    sync(session)
     session.run("python", "benchmarks/train_overhead.py", *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
     """Forward+backward of the layer against nn.Linear and the article's version."""
-    install(session, "-e", ".")
+    sync(session)
     session.run("python", "benchmarks/layer.py", *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)
 def bench_checker(session: nox.Session) -> None:
     """check_module_contract's time per torch.nn built-in; fails on a false positive."""
-    install(session, "-e", ".")
+    sync(session)
     session.run("python", "benchmarks/checker.py", *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)
 def bench_fsdp(session: nox.Session) -> None:
     """Per-rank memory and steps/s of FSDP against DDP, at world 1 and 2 (gloo on CPU)."""
-    install(session, "-e", ".")
+    sync(session)
     session.run("python", "benchmarks/fsdp_memory.py", *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)
 def compress(session: nox.Session) -> None:
     """Compression tests, then every compressed artifact of a short run, with its report."""
-    install(session, "-e", ".[compress,test]")
+    sync(session, "--extra", "compress")
     session.run("pytest", "tests/test_compress.py", *session.posargs)
     run = f"{session.create_tmp()}/run"
     session.run(
@@ -129,8 +165,8 @@ def compress(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def bench_compress(session: nox.Session) -> None:
-    """int8 and pruned artifacts against float32: size, latency, accuracy (4 x 1024)."""
-    install(session, "-e", ".[compress,export]")
+    """int8 and pruned artifacts against float32: size, latency, accuracy."""
+    sync(session, "--extra", "compress", "--extra", "export")
     session.run("python", "benchmarks/compress.py", *session.posargs)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import socket
 import subprocess
@@ -512,6 +513,8 @@ def test_sbatch_script_refuses_missing_or_inconsistent_slurm_variables(
 ) -> None:
     if not SBATCH.exists():
         pytest.skip(f"{SBATCH} is not part of this project")
+    if named == "2 nodes" and shutil.which("scontrol") is None:
+        pytest.skip("Slurm's scontrol is not installed: the node list check needs it")
     clean = {k: v for k, v in ENV.items() if not k.startswith("SLURM_")}
     result = subprocess.run(
         ["bash", str(SBATCH), "--steps", "10"],

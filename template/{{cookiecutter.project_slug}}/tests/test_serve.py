@@ -1,10 +1,11 @@
 """The exported Triton repository, loaded and served by a real Triton Inference Server.
 
 The server is the ``tritonserver`` (2.51, Python backend) of the ``nvidia-pytriton`` wheel,
-from the ``serve`` extra. It starts on loopback ports of its own, loads the Python-backend
-entries explicitly (this build has no ONNX Runtime or PyTorch backend), and answers over
-HTTP and gRPC. Without the extra these tests are skipped with the reason, except with
-``REQUIRE_TRITON=1`` (the template's CI), where a missing server is a failure.
+installed by ``uv run nox -s serve`` in an environment of its own (noxfile.py: SERVE). It
+starts on loopback ports of its own, loads the Python-backend entries explicitly (this build
+has no ONNX Runtime or PyTorch backend), and answers over HTTP and gRPC. Elsewhere these
+tests are skipped with the reason, except with ``REQUIRE_TRITON=1`` (the ``serve``
+session's default), where a missing server is a failure.
 """
 
 from __future__ import annotations
@@ -36,13 +37,13 @@ def _missing() -> str | None:
     """Why the server cannot run here, or None."""
     for module in ("pytriton", "tritonclient.http", "tritonclient.grpc", "onnx", "onnxruntime"):
         if not _installed(module):
-            return f"{module} is not installed: pip install '.[serve,export]'"
+            return f"{module} is not installed: the serving tests run in `uv run nox -s serve`"
     import numpy as np  # noqa: PLC0415
 
     if int(np.__version__.split(".")[0]) >= 2:
         return (
             f"numpy {np.__version__}: Triton 2.51's Python backend stub needs numpy<2 "
-            "(the serve extra pins it)"
+            "(`uv run nox -s serve` runs them in an environment of their own)"
         )
     return None
 

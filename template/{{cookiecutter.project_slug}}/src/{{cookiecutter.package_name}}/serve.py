@@ -2,12 +2,14 @@
 
     python -m {{ cookiecutter.package_name }}.serve exported/triton
 
-The ``nvidia-pytriton`` wheel (the ``serve`` extra) ships Triton Inference Server 2.51 with
+The ``nvidia-pytriton`` wheel (installed by ``nox -s serve``, not by the project) ships Triton Inference Server 2.51 with
 its Python backend, and no ONNX Runtime or PyTorch backend: this command therefore loads
 only the Python-backend entries (``*_python``) with ``--model-control-mode explicit``, and
 a Triton build with more backends (an NGC container) can serve the rest of the repository
 as it is. The backend's stub process runs this Python environment: its packages
-(``onnxruntime``, ``numpy<2``) are the ones the models import.
+(``onnxruntime``, ``numpy<2``) are the ones the models import: ``uv run nox -s serve --
+exported/triton`` runs this command in an environment of its own, so that NumPy 1 never
+reaches the project's lock.
 
 :class:`TritonServer` does the same for tests and benchmarks: it starts the server on
 loopback ports of its own, waits for readiness with bounded polling, and stops it by its
@@ -37,7 +39,8 @@ from typing import final
 
 __all__ = ["ServeError", "TritonServer", "find_tritonserver", "main", "python_models"]
 
-INSTALL_SERVE = "pip install '{{ cookiecutter.project_slug }}[serve]'"
+# The serving environment is nox's `serve` session (noxfile.py: SERVE), not the project's.
+INSTALL_SERVE = "run it in `uv run nox -s serve -- REPOSITORY`"
 
 
 class ServeError(RuntimeError):
@@ -53,7 +56,7 @@ def find_tritonserver() -> Path:
         )
     root = Path(spec.origin).parent / "tritonserver"
     if not (root / "bin" / "tritonserver").is_file():
-        raise ServeError(f"{root} has no bin/tritonserver: reinstall with {INSTALL_SERVE}")
+        raise ServeError(f"{root} has no bin/tritonserver: {INSTALL_SERVE}")
     return root
 
 
