@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import itertools
+import json
 import os
 import re
 import shutil
@@ -86,10 +87,8 @@ def data(answers: dict[str, str]) -> list[str]:
     ]
 
 
-@pytest.fixture(scope="module")
-def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A git copy of this template's working tree, tagged v0.1.0 and v0.2.0."""
-    repo = tmp_path_factory.mktemp("template") / "torchwright"
+def git_copy_of_template(repo: Path) -> Path:
+    """This template's working tree in a new git repository at ``repo``: one commit, no tag."""
     shutil.copytree(
         TEMPLATE,
         repo,
@@ -99,6 +98,13 @@ def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     git(repo, "init", "--quiet", "--initial-branch", "main")
     commit_all(repo, "torchwright 0.1.0")
+    return repo
+
+
+@pytest.fixture(scope="module")
+def template_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A git copy of this template's working tree, tagged v0.1.0 and v0.2.0."""
+    repo = git_copy_of_template(tmp_path_factory.mktemp("template") / "torchwright")
     git(repo, "tag", "v0.1.0")
     # v0.2.0: a changed line in an existing file, and a new file.
     readme = repo / GENERATED / "README.md"
@@ -333,6 +339,79 @@ def test_template_update_workflow(rendered, combo: str, tmp_path: Path) -> None:
     assert re.fullmatch(
         r"peter-evans/create-pull-request@[0-9a-f]{40}", pull_request["uses"]
     )
+
+
+NO_TAGS_WARNING = "No git tags found in template; using HEAD as ref"
+
+
+def no_tags_warnings(result: subprocess.CompletedProcess[str]) -> int:
+    """How many times copier printed its warning (a line of its own, on stderr)."""
+    return sum(line.strip() == NO_TAGS_WARNING for line in result.stderr.splitlines())
+
+
+def short_head(repo: Path) -> str:
+    """The commit as copier records it in ``_commit`` (``git describe --tags --always``)."""
+    return git(repo, "describe", "--tags", "--always").strip()
+
+
+def test_template_without_tags_follows_its_newest_commit_as_documented(
+    tmp_path: Path,
+) -> None:
+    """A fork without release tags: what both READMEs and the copy message say happens
+    does, and the documented `--vcs-ref` commands take the named revision, unwarned."""
+    template = git_copy_of_template(tmp_path / "torchwright")
+    readmes = [
+        (template / "README.md").read_text(),
+        (template / GENERATED / "README.md").read_text(),
+    ]
+    for readme in readmes:
+        assert f"`{NO_TAGS_WARNING}`" in readme
+        assert "--vcs-ref HEAD" in readme
+        assert "--vcs-ref=:current:" in readme
+    first = short_head(template)
+
+    project = tmp_path / "project"
+    copy = copier(tmp_path, "copy", "--defaults", str(template), str(project))
+    assert no_tags_warnings(copy) == 1
+    message = " ".join(copy.stderr.split())  # the message after copy, unwrapped
+    assert f"Rendered from template commit {first}, not a release tag" in message
+    assert "--vcs-ref HEAD" in message
+    git(project, "init", "--quiet", "--initial-branch", "main")
+    commit_all(project, "Render torchwright")
+    assert answers_file(project)["_commit"] == first
+
+    readme = template / GENERATED / "README.md"
+    readme.write_text(readme.read_text() + "\nA second template commit.\n")
+    commit_all(template, "A commit, not a release")
+    second = short_head(template)
+
+    check = copier(project, "check-update", "--output-format", "json")
+    assert no_tags_warnings(check) == 1
+    report = json.loads(check.stdout)
+    # A commit counts as a newer version, one with a local part: the workflow skips it.
+    assert report["update_available"]
+    assert "+" in report["latest_version"]
+
+    # The documented ways to name the revision print no warning.
+    same = ("update", "--defaults", "--vcs-ref=:current:", "--data", "tmux=false")
+    pinned = copier(project, *same)
+    assert no_tags_warnings(pinned) == 0
+    assert answers_file(project)["_commit"] == first
+    assert not (project / "scripts" / "train-tmux.sh").exists()
+    commit_all(project, "No tmux")
+    newest = copier(project, "update", "--defaults", "--quiet", "--vcs-ref", "HEAD")
+    assert no_tags_warnings(newest) == 0
+    assert answers_file(project)["_commit"] == second
+    assert (project / "README.md").read_text().endswith("A second template commit.\n")
+    commit_all(project, "Update to the newest commit")
+
+    # Without a revision, copier warns (more than once) and takes the newest commit.
+    readme.write_text(readme.read_text() + "A third template commit.\n")
+    commit_all(template, "Another commit")
+    plain = copier(project, "update", "--defaults", "--quiet")
+    assert no_tags_warnings(plain) >= 1
+    assert answers_file(project)["_commit"] == short_head(template)
+    assert files_with_markers(project) == []
 
 
 def test_changelog_has_a_section_per_release() -> None:

@@ -7,6 +7,8 @@ command that installs it (``nox -s export`` installs it and runs them).
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -15,10 +17,14 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from {{ cookiecutter.package_name }} import checkpoint, export
+import {{ cookiecutter.package_name }}
+from {{ cookiecutter.package_name }} import checkpoint, export, train
 from {{ cookiecutter.package_name }}.model import Model, ModelConfig
 
 NEEDS_EXPORT_EXTRA = f"needs the export extra: {export.INSTALL_EXPORT}"
+README_FILE = Path(__file__).resolve().parent.parent / "README.md"
+LOADING_HEADING = "### Loading the exported files"
+SOURCE = Path({{ cookiecutter.package_name }}.__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -359,3 +365,52 @@ def test_onnx_report_names_the_opset_written(model: Model, example: Tensor, tmp_
     (default,) = (o for o in onnx.load(str(artifact.path)).opset_import if o.domain == "")
     assert default.version == 17
     assert artifact.note == "opset 17"
+
+
+def readme_loading_example() -> str:
+    """The first ```python block after the README's heading on loading the exported files."""
+    if not README_FILE.is_file():
+        pytest.skip(f"{README_FILE} is not beside tests/ (an installed copy of the tests)")
+    text = README_FILE.read_text(encoding="utf-8")
+    _, heading, section = text.partition(f"\n{LOADING_HEADING}\n")
+    assert heading, f"README.md has no {LOADING_HEADING!r} section"
+    block = re.search(r"^```python\n(.*?)^```$", section, flags=re.DOTALL | re.MULTILINE)
+    assert block, f"README.md: no ```python block after {LOADING_HEADING!r}"
+    return block.group(1)
+
+
+@pytest.mark.slow  # the AOTInductor export compiles C++: 25 s on a CPU
+def test_readme_loading_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's loading example, as written, after a tiny training run and an export of
+    the formats it loads, from a fresh project root."""
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        pytest.importorskip(module, reason=NEEDS_EXPORT_EXTRA)
+    code = readme_loading_example()
+    monkeypatch.chdir(tmp_path)
+    train.main(["--steps", "2", "--device", "cpu", "--no-tensorboard", "--hidden-features", "16"])
+    formats = ("onnx", "pt2", "aoti", "torchscript")
+    for fmt in formats:
+        argv = ["--format", fmt, "--checkpoint", "checkpoints/last.pt", "--out", "exported"]
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "torch.jit.script failed", UserWarning)  # traced
+            assert export.main(argv) == 0, fmt
+
+    path = os.pathsep.join(filter(None, [str(SOURCE), os.environ.get("PYTHONPATH")]))
+    result = subprocess.run(  # `python -`, as a reader pastes it
+        [sys.executable, "-"],
+        input=code,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": path},
+        check=False,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = dict(line.split(maxsplit=1) for line in result.stdout.splitlines())
+    assert list(rows) == ["eager", *formats], result.stdout
+    expected_classes = rows.pop("eager")
+    for fmt, row in rows.items():
+        match = re.fullmatch(r"(classes \[.*\])  max\|diff\| (\S+)", row)
+        assert match, f"{fmt}: {row}"
+        assert match[1] == expected_classes, result.stdout
+        assert float(match[2]) <= export.ATOL, f"{fmt}: {row}"
