@@ -169,11 +169,24 @@ def generated_requirements(config: dict[str, Any]) -> list[str]:
         lists = [project.get("dependencies", []), data["build-system"]["requires"]]
         lists += project.get("optional-dependencies", {}).values()
         lists += data.get("dependency-groups", {}).values()
+        lists.append(
+            serve_requirements(render_generated("noxfile.py", context, config))
+        )
         for requirement in (r for group in lists for r in group if isinstance(r, str)):
             name = re.match(r"[A-Za-z0-9._-]+", requirement.strip()).group(0)
             if name != context["project_slug"]:  # the project's own extras, in a group
                 found.add(name)
     return sorted(found, key=str.lower)
+
+
+def serve_requirements(noxfile: str) -> list[str]:
+    """The generated noxfile's ``SERVE`` list: the serving environment's own packages."""
+    for node in ast.parse(noxfile).body:
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == "SERVE" for t in node.targets
+        ):
+            return list(ast.literal_eval(node.value))
+    raise LookupError("the generated noxfile.py has no SERVE list")
 
 
 def dependency_names(config: dict[str, Any]) -> list[str]:

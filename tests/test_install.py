@@ -3,11 +3,8 @@
 Every render is installed into fresh virtual environments, so that its suite sees exactly
 the project's declared dependencies (a dependency missing from pyproject.toml fails here):
 
-* the default answers: the README's uv route (``uv lock``, ``uv sync --extra cpu --extra
-  dev``, ``uv run pytest``: every test, slow ones included) against local stand-ins for
-  PyTorch's indexes (UV_INDEX); the README's pip route (``pip install -e ".[dev]"``: torch
-  imports without a warning, strict mypy passes); the project's own ``nox -s lint tests``
-  (its light ``.[test]`` route, torch pinned by $TORCH_SPEC);
+* the default answers: its README's commands, run as written by tests/test_readme.py (uv,
+  pip, nox, every section in order, the generated CI's jobs);
 * the other combinations: the ``test`` extra alone in a fresh environment, and the suite
   without slow tests;
 * every combination: ``python -m build``, ``twine check --strict``, the wheel in another
@@ -41,13 +38,9 @@ from rendering import (
     Stopwatch,
     checked,
     interpreter,
-    local_torch_wheels,
     package_name,
-    pip_config,
     run_command,
-    simple_index,
     torch_python,
-    uv,
     uv_environ,
     uv_pip_install,
     uv_venv,
@@ -170,7 +163,10 @@ def test_suite_passes_with_only_the_declared_dependencies(
     assert probe.returncode != 0, (
         "onnx is installed but the test extra does not declare it"
     )
-    marker = ["-m", "not slow"]  # the default answers run every test in the uv route
+    marker = [
+        "-m",
+        "not slow",
+    ]  # the default answers run every test: tests/test_readme.py
     with watch("suite (test extra)"):
         result = run_command(
             [str(python), "-m", "pytest", "-p", "no:cacheprovider", "-q", *marker],
@@ -179,182 +175,6 @@ def test_suite_passes_with_only_the_declared_dependencies(
             timeout=1200,
         )
     passed_suite(result, f"{combo}: pytest {' '.join(marker)} with {how}")
-
-
-# The README's routes, on the default answers -------------------------------------------
-
-
-# The README's full route, plus the serve extra: the generated tests/test_serve.py then runs
-# against a real tritonserver in the environment a user installs.
-UV_EXTRAS = ["--extra", "cpu", "--extra", "dev", "--extra", "serve"]
-
-
-def check_ci_uv_job(project: Path, env: dict[str, str]) -> None:
-    """The sync step of the GitHub workflow's uv job (the default answers' CI), run as
-    written against the fresh uv.lock: it passes, and once pyproject.toml changes without
-    a new lock it fails, naming the lock. (GitLab's job has the same lines:
-    test_static_checks.py.)"""
-    workflow = project / ".github" / "workflows" / "ci.yml"
-    steps = yaml.safe_load(workflow.read_text(encoding="utf-8"))["jobs"]["uv"]["steps"]
-    lines = next(step["run"] for step in steps if "uv sync" in step.get("run", ""))
-    env = {**env, "PATH": f"{Path(uv()).parent}{os.pathsep}{env['PATH']}"}
-    checked(
-        run_command(["bash", "-ec", lines], cwd=project, env=env), "the CI's uv job"
-    )
-    pyproject = project / "pyproject.toml"
-    original = pyproject.read_text(encoding="utf-8")
-    pyproject.write_text(
-        original.replace("dependencies = [", 'dependencies = [\n  "packaging>=24",', 1),
-        encoding="utf-8",
-    )
-    try:
-        stale = run_command(["bash", "-ec", lines], cwd=project, env=env)
-    finally:
-        pyproject.write_text(original, encoding="utf-8")
-    assert stale.returncode != 0, "uv sync --locked accepted a stale uv.lock"
-    assert "--locked" in stale.stderr, stale.stderr[-2000:]
-
-
-@default_only
-def test_uv_lock_sync_and_run_pytest(
-    combo: str, copy_of, tmp_path: Path, timings
-) -> None:
-    """The README's uv route, PyTorch's indexes replaced by local ones (UV_INDEX)."""
-    project = copy_of(combo)
-    watch = timings(combo)
-    cuda = answers_of(project)["cuda_version"].replace(".", "")
-    wheels = local_torch_wheels()
-    if not wheels:
-        pytest.fail(f"no torch wheel in pip's find-links {pip_config()['find-links']}")
-    cpu_index = simple_index(tmp_path / "pytorch-cpu", wheels)
-    # pip's other local index holds a CUDA torch: the stand-in for PyTorch's cuXXX index.
-    cuda_index = next(
-        url
-        for url in pip_config()["extra-index-url"]
-        if Path(url.removeprefix("file://"), "torch").is_dir()
-    )
-    env = uv_environ(UV_INDEX=f"pytorch-cpu={cpu_index} pytorch-cu{cuda}={cuda_index}")
-    env.pop("PYTHONDONTWRITEBYTECODE")
-    with watch("uv lock+sync"):
-        checked(run_command([uv(), "lock"], cwd=project, env=env), "uv lock")
-        lock = tomllib.loads((project / "uv.lock").read_text(encoding="utf-8"))
-        sources = {
-            (package["version"], package["source"].get("registry", ""))
-            for package in lock["package"]
-            if package["name"] == "torch"
-        }
-        # Both torch builds are locked, each from the index its extra names.
-        assert {source for _, source in sources} == {
-            cpu_index.removeprefix("file://"),
-            cuda_index.removeprefix("file://"),
-        }, sources
-        check_ci_uv_job(project, env)
-        checked(
-            run_command([uv(), "sync", *UV_EXTRAS], cwd=project, env=env),
-            f"uv sync {' '.join(UV_EXTRAS)}",
-        )
-    python = project / ".venv" / "bin" / "python"
-    version = run_command(
-        [str(python), "-c", "import torch; print(torch.__version__)"], env=env
-    )
-    assert version.stdout.strip().endswith("+cpu"), version.stdout + version.stderr
-    # A second `uv sync --frozen` (what the Dockerfile runs) installs from the lock alone.
-    frozen = run_command(
-        [uv(), "sync", "--frozen", *UV_EXTRAS],
-        cwd=project,
-        env=env,
-    )
-    checked(frozen, "uv sync --frozen")
-    with watch("suite (uv run pytest)"):
-        result = run_command(
-            [uv(), "run", "pytest", "-p", "no:cacheprovider", "-q"],
-            cwd=project,
-            # REQUIRE_TRITON=1: the serving tests run against the real tritonserver of the
-            # serve extra, and fail (not skip) where it is missing or rejects an entry.
-            env={**env, "PYTHONDONTWRITEBYTECODE": "1", "REQUIRE_TRITON": "1"},
-            timeout=1500,
-        )
-    passed_suite(
-        result, f"default: uv run pytest (all tests, torch {version.stdout.strip()})"
-    )
-
-
-@default_only
-def test_pip_install_dev_then_import_and_mypy(
-    combo: str, copy_of, tmp_path: Path, timings
-) -> None:
-    """The README's pip route to full development: ``pip install -e ".[dev]"``.
-
-    Its suite is not run again here: the uv route runs every test with the same extras.
-    (Started in the background beside the other suites, it saved no wall time on 2 cores.)
-    """
-    project = copy_of(combo)
-    watch = timings(combo)
-    version = answers_of(project)["python_version"]
-    base = interpreter(version)
-    if base is None:
-        pytest.skip(f"no Python {version} on this machine for the README's pip route")
-    venv = tmp_path / "venv"
-    checked(run_command([base, "-m", "venv", str(venv)]), f"python{version} -m venv")
-    python = venv / "bin" / "python"
-    env = venv_environ(python)
-    with watch("pip install -e .[dev]"):
-        # torch from the template's pin, as everywhere here (PyPI's is a CUDA build).
-        result = run_command(
-            [str(python), "-m", "pip", "install", "-q", "-e", ".[dev]", TORCH],
-            cwd=project,
-            env=env,
-            timeout=1200,
-        )
-        checked(result, 'pip install -e ".[dev]"')
-    # No warning at import: numpy is a dependency, so torch finds it.
-    package = package_name(project)
-    imported = run_command(
-        [str(python), "-W", "error", "-c", f"import torch, {package}.train"],
-        cwd=tmp_path,
-        env=env,
-    )
-    assert imported.returncode == 0, imported.stderr
-    assert "NumPy" not in imported.stderr, imported.stderr
-    with watch("mypy"):
-        mypy = run_command([str(venv / "bin" / "mypy")], cwd=project, env=env)
-    assert mypy.returncode == 0, mypy.stdout + mypy.stderr
-    say(f"default: mypy (strict) in the .[dev] environment: {mypy.stdout.strip()}")
-
-
-@default_only
-def test_generated_nox_lint_and_tests(combo: str, copy_of, timings) -> None:
-    """The project's own ``nox -s lint tests``, torch pinned through $TORCH_SPEC.
-
-    The tests session installs the light route (``.[test]``) with pip and runs the layer
-    and model tests: the whole suite already ran in the uv route, and the light route's
-    suite in the other combinations.
-    """
-    project = copy_of(combo)
-    watch = timings(combo)
-    version = answers_of(project)["python_version"]
-    if interpreter(version) is None:
-        pytest.skip(f"no Python {version} on this machine for the noxfile's sessions")
-    nox = shutil.which("nox", path=str(Path(sys.executable).parent)) or shutil.which(
-        "nox"
-    )
-    if nox is None:
-        pytest.fail("nox is not installed: pip install nox")
-    env = {**uv_environ(), "TORCH_SPEC": TORCH}
-    env.pop("PYTHONDONTWRITEBYTECODE")
-    with watch("nox -s lint tests"):
-        result = run_command(
-            [nox, "-s", "lint", "tests", "--", "-p", "no:cacheprovider", *NOX_TESTS],
-            cwd=project,
-            env=env,
-            timeout=1500,
-        )
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
-    assert "Session lint was successful" in output, output
-    assert "Session tests was successful" in output, output
-    assert PASSED.search(output), output
-    say(f"default: nox -s lint tests (TORCH_SPEC={TORCH}): {PASSED.search(output)[0]}")
 
 
 # Build, and the wheel in a fresh environment --------------------------------------------

@@ -84,7 +84,9 @@ def point_indexes_at(project: Path, mirrors: dict[str, str]) -> None:
     """Each ``[[tool.uv.index]]`` URL of PyTorch's to its mirror; nothing else changes."""
     pyproject = project / "pyproject.toml"
     text = pyproject.read_text(encoding="utf-8")
-    urls = re.findall(rf'^url = "({re.escape(PYTORCH_INDEX)}[^"]+)"$', text, re.M)
+    urls = re.findall(
+        rf'^url = "({re.escape(PYTORCH_INDEX)}[^"]+)"$', text, re.MULTILINE
+    )
     assert len(urls) == 2, urls  # the cpu index and the CUDA one
     for url in urls:
         build = url.removeprefix(PYTORCH_INDEX)
@@ -158,7 +160,9 @@ def run_server(
 ) -> str:
     """Start ``block``, wait for its port, run ``followers``, Ctrl-C it; its output."""
     command, _ = shell(block, project, env)
-    assert not port_answers(block.port), f"port {block.port} is taken before {block.describe()}"
+    assert not port_answers(block.port), (
+        f"port {block.port} is taken before {block.describe()}"
+    )
     with log.open("w") as out:
         process = subprocess.Popen(
             command, cwd=project, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -192,8 +196,12 @@ def run_server(
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
-            pytest.fail(f"{block.describe()} ignored Ctrl-C for {SERVER_STOP_TIMEOUT} s")
-    assert not port_answers(block.port), f"{block.describe()} left port {block.port} open"
+            pytest.fail(
+                f"{block.describe()} ignored Ctrl-C for {SERVER_STOP_TIMEOUT} s"
+            )
+    assert not port_answers(block.port), (
+        f"{block.describe()} left port {block.port} open"
+    )
     return log.read_text()
 
 
@@ -224,7 +232,9 @@ class ReadmeRun:
 
 
 @pytest.fixture(scope="module")
-def readme_run(rendered, mirrors, tmp_path_factory: pytest.TempPathFactory) -> ReadmeRun:
+def readme_run(
+    rendered, mirrors, tmp_path_factory: pytest.TempPathFactory
+) -> ReadmeRun:
     """Every block of the default render's README, as written and in order."""
     tmp = tmp_path_factory.mktemp("readme")
     pristine = shutil.copytree(rendered("default"), tmp / "pristine")
@@ -236,7 +246,10 @@ def readme_run(rendered, mirrors, tmp_path_factory: pytest.TempPathFactory) -> R
     # uv's cache, warmed in a scratch copy: every package any block installs.
     start = time.monotonic()
     scratch = shutil.copytree(pristine, tmp / "scratch")
-    checked(run_command([uv(), "sync", "--extra", "dev"], cwd=scratch, env=online), "warm-up sync")
+    checked(
+        run_command([uv(), "sync", "--extra", "dev"], cwd=scratch, env=online),
+        "warm-up sync",
+    )
     checked(
         run_command(
             [uv(), "run", "nox", "--install-only", "-s", "lint", "mypy", "tests", "serve"],
@@ -293,7 +306,9 @@ def readme_run(rendered, mirrors, tmp_path_factory: pytest.TempPathFactory) -> R
 def test_every_readme_block_runs_as_written(readme_run: ReadmeRun) -> None:
     counts = readme_run.counts
     ran = sum(n for mode, n in counts.items() if mode != "skip")
-    say(f"README blocks: {ran} run ({counts}), {len(readme_run.skipped)} checked statically:")
+    say(
+        f"README blocks: {ran} run ({counts}), {len(readme_run.skipped)} checked statically:"
+    )
     for block in readme_run.skipped:
         say(f"  {block.describe()}: {block.argument}")
     assert counts.get("run", 0) >= 8 and counts.get("server", 0) >= 3, counts
@@ -351,7 +366,9 @@ RAN_BY_README = {"nox -s lint mypy": ("lint", "mypy"), "nox -s tests": ("tests",
 
 def test_github_ci_jobs_run_as_written(readme_run: ReadmeRun) -> None:
     project, env = readme_run.project, readme_run.env
-    nox_output = next(out for out in readme_run.outputs.values() if "Session tests" in out)
+    nox_output = next(
+        out for out in readme_run.outputs.values() if "Session tests" in out
+    )
     env = {**env, "UV_VERSION": "0.13.9", "PYTHON": "3.11"}
     for job, lines in github_jobs(project).items():
         for line in lines:
@@ -379,7 +396,9 @@ def test_gitlab_ci_runs_the_same_commands(rendered, tmp_path: Path) -> None:
     """GitLab's jobs run the lines of GitHub's, for the same answers."""
     github = github_jobs(rendered("default"))
     gitlab_project = render_copier(tmp_path / "gitlab", {"ci": "gitlab"})
-    config = yaml.safe_load((gitlab_project / ".gitlab-ci.yml").read_text(encoding="utf-8"))
+    config = yaml.safe_load(
+        (gitlab_project / ".gitlab-ci.yml").read_text(encoding="utf-8")
+    )
     before = config["default"]["before_script"]
     for job, lines in github.items():
         if job not in config:
@@ -388,9 +407,13 @@ def test_gitlab_ci_runs_the_same_commands(rendered, tmp_path: Path) -> None:
         normal = [re.sub(r'"\$(PYTHON|PYTHON_VERSION)"', "PY", line) for line in script]
         for line in lines:
             line = re.sub(r'"\$(PYTHON|PYTHON_VERSION)"', "PY", line)
-            line = line.replace("python3 -m pip install --user", "python -m pip install")
+            line = line.replace(
+                "python3 -m pip install --user", "python -m pip install"
+            )
             line = line.replace("python3 -m uv", "uv")
-            assert line in normal, f"GitHub's {job} runs {line!r}; GitLab's runs {script}"
+            assert line in normal, (
+                f"GitHub's {job} runs {line!r}; GitLab's runs {script}"
+            )
 
 
 def test_ci_refuses_a_stale_lock(readme_run: ReadmeRun, tmp_path: Path) -> None:
@@ -427,7 +450,10 @@ def test_lock_has_one_numpy_and_wheels_for_every_python(readme_run: ReadmeRun) -
     assert numpys and all(v.startswith("2.") for v in numpys), numpys
     missing = []
     for package in packages:
-        wheels = [Path(w.get("url", w.get("path", ""))).name for w in package.get("wheels", [])]
+        wheels = [
+            Path(w.get("url", w.get("path", ""))).name
+            for w in package.get("wheels", [])
+        ]
         if not wheels or package["source"].get("registry", "").startswith("/"):
             continue  # an sdist only, or a local mirror (this machine's wheels only)
         if any(w.endswith("-none-any.whl") for w in wheels):
@@ -440,7 +466,9 @@ def test_lock_has_one_numpy_and_wheels_for_every_python(readme_run: ReadmeRun) -
             if markers and not any(m.evaluate(scope) for m in markers):
                 continue  # another version of the package serves this Python
             if not any(wheel_serves(w, int(python.split(".")[1])) for w in wheels):
-                missing.append(f"{package['name']} {package['version']}: no wheel for {python}")
+                missing.append(
+                    f"{package['name']} {package['version']}: no wheel for {python}"
+                )
     assert not missing, "\n".join(missing)
     say(f"uv.lock: {len(packages)} packages, numpy {numpys}; wheels for {admitted}")
 
@@ -458,14 +486,37 @@ def wheel_serves(wheel: str, minor: int) -> bool:
 
 def test_commands_split_like_a_shell() -> None:
     """The static check reads `a && b`, continuations and comments as a shell does."""
-    found = commands("uv sync && uv run x --flag \\\n  --other  # comment\nnext 'a b'\n")
-    assert found == [["uv", "sync"], ["uv", "run", "x", "--flag", "--other"], ["next", "a b"]]
+    found = commands(
+        "uv sync && uv run x --flag \\\n  --other  # comment\nnext 'a b'\n"
+    )
+    assert found == [
+        ["uv", "sync"],
+        ["uv", "run", "x", "--flag", "--other"],
+        ["next", "a b"],
+    ]
 
 
-def test_template_readme_blocks(tmp_path: Path) -> None:
-    """The template's own README: each block is marked, and the runnable ones are the
-    commands this suite runs (the render, the test command) or parse as shell."""
+def test_template_readme_blocks_run_or_name_their_reason(tmp_path: Path) -> None:
+    """The template's own README: its runnable blocks run as written from a copy of the
+    template (a clone's files), and the others parse and give their reason."""
     readme = blocks(TEMPLATE / "README.md")
-    assert readme
-    for block in readme:
+    skipped = [block for block in readme if block.mode == "skip"]
+    runnable = [block for block in readme if block.mode == "run"]
+    assert runnable, "no runnable block in the template's README"
+    assert {block.mode for block in readme} <= {"run", "skip"}
+    for block in skipped:
         assert not static_problems(block, TEMPLATE, None), block.describe()
+        say(f"template README: not run: {block.describe()}: {block.argument}")
+    clone = shutil.copytree(
+        TEMPLATE,
+        tmp_path / "torchwright",
+        ignore=shutil.ignore_patterns(".nox", ".ci", ".git"),
+    )
+    env = {
+        **os.environ,
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
+    }
+    for block in runnable:
+        run_block(block, clone, env)
+    assert (tmp_path / "my-model" / "README.md").is_file()
+    assert (tmp_path / "my-model" / ".copier-answers.yml").is_file()

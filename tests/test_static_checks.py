@@ -68,14 +68,15 @@ def test_dockerfile_passes_hadolint(rendered, combo: str) -> None:
         in text
     )
     assert f"uv venv --python {answers['python_version']} " in text
-    # Dependencies come from the lock, with the torch build named by its extra; a missing
-    # lock stops the build with advice instead of resolving afresh.
-    extra = f"cu{cuda.replace('.', '')}"
+    # Dependencies come from the lock, with the torch build named by its dependency group;
+    # a missing lock stops the build with advice instead of resolving afresh.
+    group = f"cu{cuda.replace('.', '')}"
     syncs = [line for line in text.splitlines() if "uv sync" in line]
     assert syncs
     assert all("--frozen" in line for line in syncs)
-    assert any("--extra cpu" in line for line in syncs)
-    assert any(f"--extra {extra}" in line for line in syncs)
+    assert any("--no-default-groups --group cpu" in line for line in syncs)
+    assert any(f"--no-default-groups --group {group}" in line for line in syncs)
+    assert any(f"--no-group cpu --group {group} --extra dev" in line for line in syncs)
     assert "uv pip install -r" not in text
     assert "test -f uv.lock" in text
     assert "uv lock" in text
@@ -124,8 +125,10 @@ def test_devcontainers_match_the_schema(rendered, combo: str) -> None:
         assert {8888, 6006} <= set(config["forwardPorts"])
         assert config["remoteUser"] not in {"root", ""}
         command = config["postCreateCommand"]
-        extra = f"cu{answers_of(project)['cuda_version'].replace('.', '')}"
-        assert f"uv sync --frozen --extra {extra} --extra dev" in command
+        group = f"cu{answers_of(project)['cuda_version'].replace('.', '')}"
+        assert f"uv sync --frozen --no-group cpu --group {group} --extra dev" in command
+        # `uv run` in the container keeps that CUDA build instead of syncing to `cpu`.
+        assert config["containerEnv"]["UV_NO_SYNC"] == "1"
         extensions = set(config["customizations"]["vscode"]["extensions"])
         assert {
             "ms-python.python",
@@ -168,19 +171,18 @@ def test_github_workflow_matches_the_schemas(rendered, combo: str) -> None:
     ci = yaml.safe_load(workflow.read_text(encoding="utf-8"))
     assert ci["permissions"] == {"contents": "read"}
     assert ci["concurrency"]["cancel-in-progress"] is True
-    assert ci["env"]["PIP_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
     jobs = ci["jobs"]
-    assert set(jobs) == {"lint", "tests", "uv", "export", "gpu"} | (
+    assert set(jobs) == {"lint", "tests", "serve", "export", "gpu"} | (
         {"docker"} if answers["docker"] else set()
     )
-    uv_route = " ".join(step.get("run", "") for step in jobs["uv"]["steps"])
-    assert_uv_route(uv_route)
+    for name, job in jobs.items():
+        assert_uv_route(name, [step["run"] for step in job["steps"] if "run" in step])
     assert jobs["tests"]["strategy"]["matrix"]["python"] == python_versions_from(
         answers["python_version"]
     )
     lint = " ".join(step.get("run", "") for step in jobs["lint"]["steps"])
     assert "pre-commit run --all-files" in lint
-    assert "mypy" in lint
+    assert "nox -s lint mypy" in lint
     assert jobs["gpu"]["runs-on"] == ["self-hosted", "gpu"]
     assert "nox -s gpu" in " ".join(
         step.get("run", "") for step in jobs["gpu"]["steps"]
@@ -190,12 +192,15 @@ def test_github_workflow_matches_the_schemas(rendered, combo: str) -> None:
         assert "docker build --target cpu" in jobs["docker"]["steps"][1]["run"]
 
 
-def assert_uv_route(commands: str) -> None:
-    """The CI's uv job runs the route that test_install.py runs for real: uv sync with
-    PyTorch's CPU index (the `cpu` extra), then the suite; --locked once a lock exists."""
-    assert "uv sync $locked --extra cpu --extra test" in commands
-    assert "if [ -f uv.lock ]; then locked=--locked" in commands
-    assert "uv run --no-sync pytest" in commands
+def assert_uv_route(job: str, commands: list[str]) -> None:
+    """Every job but Docker's runs through uv, from the committed lock (`--locked`), with
+    no pip index of its own: the README's commands (test_readme.py runs them)."""
+    if job == "docker":
+        return
+    runs = [line for line in commands if "uv run" in line]
+    assert runs, (job, commands)
+    assert all("uv run --locked" in line for line in runs), (job, commands)
+    assert not [line for line in commands if "INDEX_URL" in line], (job, commands)
 
 
 @combos
@@ -229,15 +234,14 @@ def test_gitlab_ci_has_the_same_stages(rendered, combo: str) -> None:
         for name, job in ci.items()
         if isinstance(job, dict) and "script" in job
     }
-    assert set(jobs) == {"lint", "tests", "uv", "export", "gpu"} | (
+    assert set(jobs) == {"lint", "tests", "serve", "export", "gpu"} | (
         {"docker"} if answers["docker"] else set()
     )
-    assert_uv_route(" ".join(jobs["uv"]["script"]))
+    for name, job in jobs.items():
+        assert_uv_route(name, job["script"])
     for job in jobs.values():
         assert job["stage"] in ci["stages"]
-    assert (
-        ci["variables"]["PIP_EXTRA_INDEX_URL"] == "https://download.pytorch.org/whl/cpu"
-    )
+    assert "PIP_EXTRA_INDEX_URL" not in ci["variables"]
     assert ci["workflow"]["auto_cancel"]["on_new_commit"] == "interruptible"
     assert ci["default"]["interruptible"] is True
     (matrix,) = jobs["tests"]["parallel"]["matrix"]

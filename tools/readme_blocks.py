@@ -74,9 +74,13 @@ def blocks(readme: Path) -> list[Block]:
         index = end + 1
         if language is None:
             continue
-        before = next((lines[i] for i in range(start - 1, -1, -1) if lines[i].strip()), "")
+        before = next(
+            (lines[i] for i in range(start - 1, -1, -1) if lines[i].strip()), ""
+        )
         marker = MARKER.fullmatch(before.strip())
-        mode, argument = ("run", "") if marker is None else marker.group("mode", "argument")
+        mode, argument = (
+            ("run", "") if marker is None else marker.group("mode", "argument")
+        )
         found.append(
             Block(
                 language=language,
@@ -137,14 +141,22 @@ def static_problems(block: Block, project: Path, python: Path | None) -> list[st
         return [f"{block.describe()}: bash -n: {parsed.stderr.strip()}"]
     problems = []
     for words in commands(block.code):
-        problems += [f"{block.describe()}: {p}" for p in _command_problems(words, project, python)]
+        problems += [
+            f"{block.describe()}: {p}"
+            for p in _command_problems(words, project, python)
+        ]
     return problems
 
 
-def _command_problems(words: list[str], project: Path, python: Path | None) -> list[str]:
+def _command_problems(
+    words: list[str], project: Path, python: Path | None
+) -> list[str]:
     problems = []
     for word in words:
-        if word.startswith(("scripts/", "src/", "benchmarks/")) and not (project / word).exists():
+        if (
+            word.startswith(("scripts/", "src/", "benchmarks/"))
+            and not (project / word).exists()
+        ):
             problems.append(f"{word} does not exist")
     if "-m" in words:
         module = words[words.index("-m") + 1]
@@ -157,7 +169,9 @@ def _command_problems(words: list[str], project: Path, python: Path | None) -> l
                 problems += _flag_problems(words, module, project, python)
     if "nox" in words and "-s" in words:
         session = words[words.index("-s") + 1]
-        if f"def {session}(" not in (project / "noxfile.py").read_text(encoding="utf-8"):
+        if f"def {session}(" not in (project / "noxfile.py").read_text(
+            encoding="utf-8"
+        ):
             problems.append(f"no nox session {session!r} in noxfile.py")
     if "--target" in words:
         target = words[words.index("--target") + 1]
@@ -167,7 +181,9 @@ def _command_problems(words: list[str], project: Path, python: Path | None) -> l
     return problems
 
 
-def _flag_problems(words: list[str], module: str, project: Path, python: Path) -> list[str]:
+def _flag_problems(
+    words: list[str], module: str, project: Path, python: Path
+) -> list[str]:
     after = words[words.index("-m") + 2 :]
     flags = [word.split("=")[0] for word in after if word.startswith("--")]
     if not flags:

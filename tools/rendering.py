@@ -173,7 +173,11 @@ def uv() -> str:
 def pip_config() -> dict[str, list[str]]:
     """pip's find-links, extra index URLs and constraint files (``pip config list``, $PIP_*)."""
     result = run_command([sys.executable, "-m", "pip", "config", "list"])
-    found: dict[str, list[str]] = {"find-links": [], "extra-index-url": [], "constraint": []}
+    found: dict[str, list[str]] = {
+        "find-links": [],
+        "extra-index-url": [],
+        "constraint": [],
+    }
     for line in result.stdout.splitlines():
         key, _, value = line.partition("=")
         name = key.rsplit(".", 1)[-1]

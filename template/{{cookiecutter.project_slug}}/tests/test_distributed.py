@@ -284,6 +284,11 @@ def test_convert_overwrites_nothing(tmp_path: Path) -> None:
     sharded_checkpoint.convert(tmp_path / "last.pt", tmp_path)
     with pytest.raises(CheckpointError, match="overwrite nothing"):
         sharded_checkpoint.convert(tmp_path / "last.pt", tmp_path)
+    # The other direction: an existing file is refused, a missing folder is made.
+    with pytest.raises(CheckpointError, match="overwrite nothing"):
+        sharded_checkpoint.convert(tmp_path / "last", tmp_path / "last.pt")
+    written = sharded_checkpoint.convert(tmp_path / "last", tmp_path / "new" / "last.pt")
+    assert written.is_file()
 
 
 # --- may a run start? -----------------------------------------------------------------

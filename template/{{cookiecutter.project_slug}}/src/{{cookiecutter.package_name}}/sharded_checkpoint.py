@@ -406,7 +406,10 @@ def convert(source: Path, destination: Path) -> Path:
                 f"{destination} is a folder: name the single file to write (e.g. "
                 f"{destination / 'last.pt'})"
             )
+        if destination.exists():
+            raise CheckpointError(f"{destination} exists: name a new file, to overwrite nothing")
         model = build_model(source)
+        destination.parent.mkdir(parents=True, exist_ok=True)
         optimizer = _optimizer(model)
         loaded = load(source, model, optimizer)
         checkpoint.save(destination, model, optimizer, loaded.step, loaded.loop_state)
