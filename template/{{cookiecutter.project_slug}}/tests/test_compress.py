@@ -161,10 +161,7 @@ def test_fine_tuning_after_feature_pruning_keeps_the_mask(trained: Model, splits
 MARGIN = 0.25
 
 
-@pytest.mark.parametrize(
-    "steps",
-    [200, pytest.param(1000, marks=pytest.mark.slow)],  # nox -s compress's run; the default
-)
+@pytest.mark.parametrize("steps", [200, 1000])  # nox -s compress's run; the default
 def test_the_default_run_passes_the_default_pruning_gate_with_a_margin(
     steps: int, splits: Splits, tmp_path: Path
 ) -> None:
