@@ -129,7 +129,7 @@ def compress(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def bench_compress(session: nox.Session) -> None:
-    """int8 and pruned artifacts against float32: size, latency, accuracy (4 x 1024)."""
+    """int8 and pruned artifacts of the default model against float32: size, latency, accuracy."""
     install(session, "-e", ".[compress,export]")
     session.run("python", "benchmarks/compress.py", *session.posargs)
 
