@@ -165,7 +165,7 @@ def compress(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def bench_compress(session: nox.Session) -> None:
-    """int8 and pruned artifacts against float32: size, latency, accuracy."""
+    """int8 and pruned artifacts of the default model against float32: size, latency, accuracy."""
     sync(session, "--extra", "compress", "--extra", "export")
     session.run("python", "benchmarks/compress.py", *session.posargs)
 

@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from {{ cookiecutter.package_name }} import checkpoint, compress, export
+from {{ cookiecutter.package_name }} import checkpoint, compress, export, train
 from {{ cookiecutter.package_name }}.data import Splits, load_data
 from {{ cookiecutter.package_name }}.model import Model
 from {{ cookiecutter.package_name }}.testing import check_module_contract
@@ -154,6 +154,27 @@ def test_fine_tuning_after_feature_pruning_keeps_the_mask(trained: Model, splits
         torch.equal(layer.feature_mask, m) for layer, m in zip(pruned.layers, mask, strict=True)
     )
     assert accuracy(trained, splits) - accuracy(pruned, splits) <= compress.MAX_ACCURACY_DROP
+
+
+# The gate must pass by more than the noise of its measurement (about 0.15 point on the
+# 16384 validation samples), so that a default run does not pass or fail by chance.
+MARGIN = 0.25
+
+
+@pytest.mark.parametrize("steps", [200, 1000])  # nox -s compress's run; the default
+def test_the_default_run_passes_the_default_pruning_gate_with_a_margin(
+    steps: int, splits: Splits, tmp_path: Path
+) -> None:
+    run = tmp_path / "run"
+    flags = ["--device", "cpu", "--no-tensorboard", "--eval-every", str(steps)]
+    train.main(["--steps", str(steps), "--checkpoint-dir", str(run), *flags])
+    model = export.load_model(run / "last.pt")
+    methods = ("prune-magnitude", "prune-features")  # the ones that need no extra
+    reports = compress.compress(model, splits, tmp_path / "out", methods, rounds=1, number=1)
+    compress.check_reports(reports)
+    for report in reports:
+        assert report.float32_accuracy > 85.0, "the default run is far from converged"
+        assert -report.accuracy_change <= compress.MAX_ACCURACY_DROP - MARGIN, report
 
 
 def _save(model: Model, path: Path) -> Path:

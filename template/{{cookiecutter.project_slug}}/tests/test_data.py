@@ -47,9 +47,9 @@ def write(path: Path, content: dict[str, Any]) -> Path:
 def test_synthetic_default_is_fixed_and_has_the_default_shape() -> None:
     one, two = load_data(), load_data()
     assert (one.in_features, one.num_classes, one.source) == (16, 4, "synthetic")
-    assert (len(one.train), len(one.val)) == (4096, 1024)
+    assert (len(one.train), len(one.val)) == (4096, 16384)
     assert torch.equal(one.train.inputs, two.train.inputs)
-    assert not torch.equal(one.train.inputs[:1024], one.val.inputs)
+    assert not torch.equal(one.train.inputs, one.val.inputs[:4096])
 
 
 @pytest.mark.parametrize("suffix", [".npz", ".pt"])

@@ -32,6 +32,18 @@ float32. An accuracy drop beyond ``--max-accuracy-drop`` points, or a reloaded a
 that disagrees with the model it was saved from, is an error naming the artifact and the
 numbers.
 
+Default amounts: ``--sparsity 0.3`` and ``--features-off 0.125`` (8 of the default
+model's 64 hidden features). Measured on the default model trained with the default flags
+for 200 and 1000 steps, seeds 0 to 7, against a 65536-sample draw of the default data, they
+cost at most 0.4 and 0.55 points; ``--features-off 0.25`` cost up to 2.9
+points after 200 steps and 2.0 after 1000, more than the bound, and needs
+``--finetune-steps``. The bound is measured on the validation split: on the synthetic
+default data it has 16384 samples, so that the measured change is within about 0.15 point
+of the true one; a validation split of a thousand samples measures it only to about half
+a point, and a drop near the bound can pass or fail by chance. A model far from converged
+(a few hundred steps at too low a learning rate) loses more to any pruning: its decision
+boundaries run through dense regions of the data.
+
 Needs the ``compress`` extra (torchao, onnx, onnxscript, onnxruntime).
 """
 
@@ -93,8 +105,8 @@ INSTALL_COMPRESS = "pip install '{{ cookiecutter.project_slug }}[compress]'"
 LATENCY_BATCHES = (1, 64)
 # Accuracy may fall by at most this many percentage points on the validation split.
 MAX_ACCURACY_DROP = 1.0
-# Default pruning amounts: within MAX_ACCURACY_DROP on the default data, without fine-tuning.
-SPARSITY, FEATURES_OFF = 0.3, 0.25
+# Default pruning amounts, without fine-tuning: see "Default amounts" in the docstring.
+SPARSITY, FEATURES_OFF = 0.3, 0.125
 # A reloaded artifact must compute what the in-memory model it was saved from computes.
 RELOAD_ATOL = 1e-5
 

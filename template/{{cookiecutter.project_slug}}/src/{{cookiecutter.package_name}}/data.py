@@ -88,8 +88,14 @@ def synthetic_split(
 ) -> tuple[Tensor, Tensor]:
     """One Gaussian cluster per class, so that training runs anywhere with nothing to
     download. The cluster centres are the same for both splits, the samples are not, and
-    none of it depends on ``--seed`` (the seed chooses the weights and the batch order)."""
-    num_samples = {"train": 4096, "val": 1024}[split]
+    none of it depends on ``--seed`` (the seed chooses the weights and the batch order).
+
+    The validation split is four times the training split: accuracy on it moves in steps
+    of 0.006 points, and the accuracy change of a compressed model (which flips a few
+    percent of the predictions) is measured to about 0.15 point, well inside the 1-point
+    bound of ``compress`` (with 1024 samples its noise was half a point). An evaluation
+    takes under 0.1 s on one CPU core."""
+    num_samples = {"train": 4096, "val": 16384}[split]
     centres = torch.randn(num_classes, in_features, generator=torch.Generator().manual_seed(0))
     generator = torch.Generator().manual_seed(1 if split == "train" else 2)
     targets = torch.randint(num_classes, (num_samples,), generator=generator)
