@@ -16,15 +16,15 @@ Then, every side with the same threads:
 * AOTInductor against eager PyTorch: latency at batch 1 and 64;
 * the Triton repository's Python-backend entry in a real ``tritonserver``: round-trip
   latency of one client at batch 1 and 64 over HTTP and gRPC, and throughput of 1 and 8
-  concurrent gRPC clients sending batches of 64 (skipped, with the reason, without the
-  serve extra).
+  concurrent gRPC clients sending batches of 64 (skipped, with the reason, outside
+  ``uv run nox -s bench_compress``, whose environment adds the Triton server).
 
 Goals (printed beside the quantization figures): int8 ONNX Runtime at most 0.7x float32's
 latency at batch 64, at most 0.3x its size, and accuracy within 1 point. A model as small as
 the default one misses the latency goal: its matrix products take microseconds, less than
 quantizing the activations. Latencies are the median of ``--rounds`` rounds, the sides
 taking turns. A benchmark, not a test: the figures depend on the machine and on what else
-runs on it. Needs the compress extra (the serve extra for Triton).
+runs on it. Needs the compress extra; ``uv run nox -s bench_compress`` has everything.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def triton(model: Model, folder: Path, args: argparse.Namespace) -> None:
         import numpy as np  # noqa: PLC0415
         from tritonclient import grpc, http  # noqa: PLC0415
     except ImportError as error:
-        print(f"Triton: skipped ({error.name} is not installed: pip install -e '.[serve]')")
+        print(f"Triton: skipped ({error.name} is not installed: uv run nox -s bench_compress)")
         return
 
     onnx = export.export_onnx(model, export.example_input(model), folder / "model.onnx")
