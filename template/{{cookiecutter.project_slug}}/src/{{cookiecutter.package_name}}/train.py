@@ -46,6 +46,7 @@ from . import checkpoint, distributed, optim, sharded_checkpoint
 from .checkpoint import CheckpointError
 from .data import DataError, Splits, load_data
 from .distributed import DistributedError, World
+from .install_hint import install_command
 from .model import Model, ModelConfig
 from .optim import Schedule
 
@@ -585,10 +586,9 @@ class RunLog:
         except ImportError:
             if tensorboard:
                 raise TrainingError(
-                    "--tensorboard needs the tensorboard package: "
-                    "pip install '{{ cookiecutter.project_slug }}[tensorboard]'"
+                    f"--tensorboard needs the tensorboard package: {install_command('tensorboard')}"
                 ) from None
-            log("TensorBoard off (pip install '{{ cookiecutter.project_slug }}[tensorboard]')")
+            log(f"TensorBoard off ({install_command('tensorboard')})")
             return
         self.writer = SummaryWriter(str(directory / "tensorboard"))
 
