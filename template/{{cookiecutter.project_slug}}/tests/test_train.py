@@ -346,6 +346,26 @@ def test_config_replays_a_run_and_flags_override_it(tmp_path: Path) -> None:
     assert flags["warmup_steps"] == 3
 
 
+def test_help_gives_each_option_one_help_and_each_default_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")  # no help text wraps
+    with pytest.raises(SystemExit) as exited:
+        train.main(["--help"])
+    assert exited.value.code == 0
+    options: list[list[str]] = []  # each option: its own text, then its help
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("  --"):
+            options.append(line.strip().split("  ", 1))
+        elif options and line.startswith("   "):  # a long option's help: the next line
+            options[-1].append(line.strip())
+    assert len(options) == len(train.build_parser()._actions) - 1  # all but -h
+    for option, *help_text in options:
+        assert help_text, f"{option} has no help"
+        assert help_text[0].count("default") <= 1, (option, help_text)
+        assert "(default: None)" not in help_text[0], option
+
+
 def test_config_that_is_not_a_run_record_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -86,11 +86,21 @@ POSITIVE_FLOAT = number(float, 0.0, inclusive=False)
 NON_NEGATIVE_FLOAT = number(float, 0.0, inclusive=True)
 
 
+class DefaultsOnceFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: ...)" to each option's help, except where the default is None: the
+    help of such an option says itself what happens without it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m {{ cookiecutter.package_name }}.train",
         description="Train the model; under torchrun, on several processes with DDP.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsOnceFormatter,
     )
     add = parser.add_argument
     add("--config", type=Path, help="replay the run recorded in this config.json; flags win")
@@ -98,8 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--batch-size", type=POSITIVE_INT, default=64, help="samples per micro-batch and process")
     add("--grad-accum", type=POSITIVE_INT, default=1, help="micro-batches per optimizer step")
     add("--seed", type=int, default=0, help="initial weights, batch order, dropout streams")
-    add("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="auto: best")
-    add("--data", type=Path, help="a .npz or .pt file of inputs and labels (see data.py)")
+    add(
+        "--device",
+        choices=["auto", "cpu", "cuda", "mps"],
+        default="auto",
+        help="auto: CUDA, then MPS, then CPU",
+    )
+    add(
+        "--data",
+        type=Path,
+        help="a .npz or .pt file of inputs and labels, see data.py (default: synthetic data)",
+    )
     add("--num-workers", type=NATURAL, default=0, help="DataLoader worker processes")
     add(
         "--strategy",
@@ -116,7 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     opt = parser.add_argument_group("optimizer and schedule")
     opt.add_argument("--lr", type=POSITIVE_FLOAT, default=1e-3, help="peak learning rate")
-    opt.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
+    opt.add_argument(
+        "--schedule",
+        choices=["cosine", "constant"],
+        default="cosine",
+        help="after the warmup: cosine down to --min-lr, or constant --lr",
+    )
     opt.add_argument("--warmup-steps", type=NATURAL, default=0, help="linear warmup steps")
     opt.add_argument("--min-lr", type=NON_NEGATIVE_FLOAT, help="cosine floor (default: lr/10)")
     opt.add_argument("--decay-steps", type=POSITIVE_INT, help="cosine length (default: steps)")
@@ -139,7 +163,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-every", type=POSITIVE_INT, default=250, help="evaluate, save")
     run.add_argument("--keep", type=NATURAL, default=0, help="keep N step-*.pt checkpoints")
     boolean = argparse.BooleanOptionalAction
-    run.add_argument("--tensorboard", action=boolean, help="default: on if installed")
+    run.add_argument(
+        "--tensorboard", action=boolean, help="event files in tensorboard/ (default: if installed)"
+    )
     run.add_argument("--profile", action=boolean, default=False, help="trace steps 2-4")
     run.add_argument("--amp", action=boolean, default=False, help="bf16 autocast (CUDA, CPU)")
     run.add_argument("--compile", action=boolean, default=False, help="torch.compile the model")
@@ -147,7 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     for field in dataclasses.fields(ModelConfig):
         if field.name not in DATA_FIELDS:
             flag = f"--{field.name.replace('_', '-')}"
-            model.add_argument(flag, type=POSITIVE_INT, default=field.default)
+            model.add_argument(
+                flag, type=POSITIVE_INT, default=field.default, help=f"ModelConfig.{field.name}"
+            )
     return parser
 
 
