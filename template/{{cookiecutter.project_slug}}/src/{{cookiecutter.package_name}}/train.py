@@ -11,7 +11,7 @@
 optimizer step is :func:`train_step`. The loop reads the loss back from the device only
 when it logs, evaluates and saves ``CHECKPOINT_DIR/last.pt`` (and ``best.pt``) every
 ``--eval-every`` steps, stops with an error when the loss stops being finite, and on
-SIGINT (Ctrl-C) or SIGTERM finishes its step, saves and exits.
+SIGINT (Ctrl-C) or SIGTERM finishes its step, saves and exits (see :func:`main`).
 """
 
 from __future__ import annotations
@@ -55,6 +55,11 @@ Batch = tuple[Tensor, Tensor]
 DATA_FIELDS = ("in_features", "num_classes")
 # Flags a --config file does not replay: the file itself, and whether to resume.
 NOT_REPLAYED = ("config", "resume")
+# What GracefulStop turns into a stop: Ctrl-C, and what docker, Kubernetes and Slurm send.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# The run's record: how it started (--config replays it), and a line for each resume.
+CONFIG = "config.json"
+RESUMES = "resumes.jsonl"
 
 
 class TrainingError(Exception):
@@ -253,12 +258,20 @@ class GracefulStop:
     checks after each step. A second Ctrl-C raises KeyboardInterrupt, to stop at once."""
 
     def __init__(self) -> None:
-        self.received: str | None = None
+        self.received: signal.Signals | None = None
 
     def __call__(self, signum: int, _frame: FrameType | None) -> None:
-        self.received = signal.Signals(signum).name
+        self.received = signal.Signals(signum)
         if signum == signal.SIGINT:
             signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+class Interrupted(Exception):
+    """A signal before the first step: the run stops without writing anything."""
+
+    def __init__(self, received: signal.Signals) -> None:
+        super().__init__(f"{received.name} before the first step: stopped, nothing written")
+        self.received = received
 
 
 # --- data -----------------------------------------------------------------------------
@@ -578,8 +591,10 @@ def git_commit() -> str | None:
 def record_run(
     args: argparse.Namespace, config: ModelConfig, data: Splits, world: World, step: int
 ) -> None:
-    """Write CHECKPOINT_DIR/config.json: every flag, the model config, the versions and the
-    commit, for ``--config`` to replay. Each start (and resume) writes it anew."""
+    """Record how the run starts, for ``--config`` to replay: every flag, the model config,
+    the versions and the commit. A start (step 0) writes CHECKPOINT_DIR/config.json; a
+    resume appends the same record, one line, to CHECKPOINT_DIR/resumes.jsonl, and leaves
+    config.json as the first start wrote it."""
     flags = {key: str(v) if isinstance(v, Path) else v for key, v in vars(args).items()}
     record = {
         "flags": flags,
@@ -592,7 +607,11 @@ def record_run(
         "python": sys.version.split()[0],
         "git_commit": git_commit(),
     }
-    path = args.checkpoint_dir / "config.json"
+    if step:
+        with (args.checkpoint_dir / RESUMES).open("a", encoding="utf-8") as file:
+            file.write(json.dumps(record) + "\n")
+        return
+    path = args.checkpoint_dir / CONFIG
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     temporary.replace(path)
@@ -701,7 +720,7 @@ def train(args: argparse.Namespace, stop: GracefulStop) -> dict[str, float]:
         raise TrainingError(f"--amp: bf16 autocast runs on cuda or cpu, not {device.type}")
     directory = args.checkpoint_dir
     if world.is_main:
-        checkpoint.check_writable(directory)
+        checkpoint.check_writable(directory)  # creates nothing: bad input changes nothing
     # A restart by torchrun or Slurm resumes by itself: it is the same run, not a new one.
     start = sharded_checkpoint.resolve_start(
         directory, args.resume, sharded=sharded, restart=world.restart, clean=world.is_main
@@ -745,6 +764,12 @@ def train(args: argparse.Namespace, stop: GracefulStop) -> dict[str, float]:
         if world.is_main:
             log(f"{start.resume_from} is at step {step} of {args.steps}: nothing to do")
         return {"step": step}
+
+    # A signal during start-up stops here, every rank together, before anything is written.
+    if distributed.any_rank(stop.received is not None, device):
+        raise Interrupted(stop.received or signal.SIGTERM)  # or a peer's: what torchrun sends
+    if world.is_main:
+        checkpoint.create_run_folder(directory)  # every check passed: now the run writes
 
     bar = tqdm(
         total=args.steps,
@@ -850,7 +875,8 @@ def train(args: argparse.Namespace, stop: GracefulStop) -> dict[str, float]:
             if stopping:
                 if world.is_main:
                     last = directory / checkpoint.LAST
-                    log(f"{stop.received}: saved {last} at step {step}; continue with --resume")
+                    name = stop.received.name if stop.received else "a peer's signal"
+                    log(f"{name}: saved {last} at step {step}; continue with --resume")
                 break
     finally:
         if trace is not None:
@@ -865,17 +891,34 @@ def train(args: argparse.Namespace, stop: GracefulStop) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    """The command line: train, with SIGINT and SIGTERM caught from the start.
+
+    A signal before the first step stops the run with one line, nothing written, and exit
+    status 128 + its number (130 for SIGINT, 143 for SIGTERM), as a shell reports a process
+    that a signal ended; during training the loop saves and exits 0. Signals that a
+    launcher blocked (``signal.pthread_sigmask``) while Python imported torch are not lost:
+    they arrive once the handlers are in place.
+
+    As the command (``argv`` None: the process's own arguments) the handlers are never put
+    back: a signal after the final save, while the process exits, leaves the exit status
+    0. Called with ``argv`` (from Python, a test), main() puts them back as it returns.
+    """
     stop = GracefulStop()
-    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    if hasattr(signal, "pthread_sigmask"):  # POSIX
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     try:
-        train(args, stop)
+        train(parse_args(argv), stop)
+    except Interrupted as interrupted:
+        sys.stderr.write(f"{interrupted}\n")  # one line, no traceback
+        sys.exit(128 + interrupted.received)
     except (TrainingError, CheckpointError, DataError, DistributedError) as error:
         sys.exit(f"error: {error}")  # bad input: one line, no traceback, exit status 1
     finally:
         distributed.destroy()
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            # The command ends here: the run is saved, nothing is left to stop.
+            signal.signal(signum, signal.SIG_IGN if argv is None else handler)
 
 
 if __name__ == "__main__":
