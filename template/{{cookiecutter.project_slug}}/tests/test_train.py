@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -169,6 +170,16 @@ def test_bad_input_gives_a_one_line_error(tmp_path: Path, case: str) -> None:
     assert expected in one_line_error(args)
 
 
+@pytest.mark.parametrize("case", ["resume-without-checkpoint", "batch-larger-than-data"])
+def test_bad_input_creates_no_folder(tmp_path: Path, case: str) -> None:
+    """A refused command leaves no trace: not the run folder, not its parents."""
+    directory = tmp_path / "nope" / "run"
+    args = [*FAST, "--steps", "2", "--checkpoint-dir", str(directory)]
+    args += ["--resume"] if case == "resume-without-checkpoint" else ["--batch-size", "5000"]
+    one_line_error(args)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_bad_input_exits_1_without_traceback(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", MODULE, "--resume", "--checkpoint-dir", str(tmp_path)],
@@ -225,6 +236,65 @@ def test_ctrl_c_finishes_the_step_saves_and_returns(
     assert "SIGINT: saved" in capsys.readouterr().out
     assert 0 < saved(tmp_path)["step"] < 100000
     assert signal.getsignal(signal.SIGINT) is handler  # main() put it back
+
+
+def test_a_signal_during_start_up_stops_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
+    """SIGINT before the first step: a launcher blocks it and sends it before Python
+    even starts, so that it arrives, deterministically, as the handlers are installed."""
+    directory = tmp_path / "run"
+    launcher = (
+        "import os, signal, sys; "
+        "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}); "
+        "os.kill(os.getpid(), signal.SIGINT); "
+        "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+    )
+    command = [sys.executable, "-c", launcher, "-m", MODULE, *FAST, "--steps", "20"]
+    result = subprocess.run(
+        [*command, "--checkpoint-dir", str(directory)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 128 + signal.SIGINT, result.stderr
+    assert result.stderr == "SIGINT before the first step: stopped, nothing written\n"
+    assert not directory.exists()
+
+
+@pytest.mark.slow
+def test_a_signal_after_the_final_save_leaves_exit_status_0(tmp_path: Path) -> None:
+    """A Ctrl-C (and then SIGTERMs, until the process is gone) once the last evaluation is
+    logged: during the final save and the exit. The run is complete; nothing may undo it."""
+    command = [sys.executable, "-m", MODULE, "--steps", "10", *FAST]
+    command += ["--checkpoint-dir", str(tmp_path)]
+
+    def evaluated_last_step() -> bool:
+        try:
+            last = records(tmp_path)[-1]
+        except (OSError, ValueError, IndexError):  # not yet, or a line half written
+            return False
+        return last.get("step") == 10 and "val_loss" in last
+
+    with subprocess.Popen(
+        command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            deadline = time.monotonic() + 120
+            while not evaluated_last_step():
+                assert process.poll() is None, process.communicate()
+                assert time.monotonic() < deadline, "training did not finish"
+                time.sleep(0.005)
+            process.send_signal(signal.SIGINT)
+            while process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                time.sleep(0.005)
+            _, err = process.communicate(timeout=30)
+        finally:
+            process.kill()
+    assert process.returncode == 0, err
+    assert "Traceback" not in err
+    assert saved(tmp_path)["step"] == 10
 
 
 @pytest.mark.slow
@@ -344,6 +414,81 @@ def test_config_replays_a_run_and_flags_override_it(tmp_path: Path) -> None:
     flags = json.loads((replay / "config.json").read_text(encoding="utf-8"))["flags"]
     assert flags["amp"] is True
     assert flags["warmup_steps"] == 3
+
+
+def test_a_resume_keeps_the_start_record_and_records_itself_beside_it(tmp_path: Path) -> None:
+    args = [*FAST, "--checkpoint-dir", str(tmp_path)]
+    train.main([*args, "--steps", "5", "--lr", "2e-3"])
+    started = (tmp_path / "config.json").read_bytes()
+    train.main([*args, "--steps", "10", "--resume", "--lr", "1e-3"])
+    train.main([*args, "--steps", "15", "--resume"])
+
+    assert (tmp_path / "config.json").read_bytes() == started  # how the run started
+    assert json.loads(started)["flags"]["lr"] == 2e-3
+    lines = (tmp_path / "resumes.jsonl").read_text(encoding="utf-8").splitlines()
+    resumes = [json.loads(line) for line in lines]
+    assert [r["started_at_step"] for r in resumes] == [5, 10]
+    assert [(r["flags"]["steps"], r["flags"]["lr"]) for r in resumes] == [(10, 1e-3), (15, 1e-3)]
+    assert all(r["flags"]["resume"] and r["torch"] == torch.__version__ for r in resumes)
+    # The start record still replays the start.
+    replay = tmp_path / "replay"
+    train.main(["--config", str(tmp_path / "config.json"), "--checkpoint-dir", str(replay)])
+    assert saved(replay)["step"] == 5
+
+
+def test_run_folders_never_make_the_source_tree_dirty(tmp_path: Path) -> None:
+    """The package in a git checkout of its own: runs into the README's `again` and into a
+    folder named nowhere, and the next run's record still shows a clean commit."""
+    checkout = tmp_path / "project"
+    shutil.copytree(
+        SOURCE / "{{ cookiecutter.package_name }}",
+        checkout / "src" / "{{ cookiecutter.package_name }}",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )
+    env = {**ENV, "PYTHONPATH": str(checkout / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
+    env |= {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t"}
+    env |= {"GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_GLOBAL": os.devnull}
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", *args], cwd=checkout, env=env, capture_output=True, text=True, check=True
+        ).stdout
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "the source")
+    for folder in ("again", "runs/anywhere/deep"):
+        subprocess.run(
+            [sys.executable, "-m", MODULE, *FAST, "--steps", "2", "--checkpoint-dir", folder],
+            cwd=checkout,
+            env=env,
+            capture_output=True,
+            check=True,
+            timeout=120,
+        )
+        record = json.loads((checkout / folder / "config.json").read_text(encoding="utf-8"))
+        assert record["git_commit"] == git("rev-parse", "HEAD").strip(), folder
+    assert git("status", "--porcelain") == ""
+
+
+def test_help_gives_each_option_one_help_and_each_default_once(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("COLUMNS", "1000")  # no help text wraps
+    with pytest.raises(SystemExit) as exited:
+        train.main(["--help"])
+    assert exited.value.code == 0
+    options: list[list[str]] = []  # each option: its own text, then its help
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("  --"):
+            options.append(line.strip().split("  ", 1))
+        elif options and line.startswith("   "):  # a long option's help: the next line
+            options[-1].append(line.strip())
+    assert len(options) == len(train.build_parser()._actions) - 1  # all but -h
+    for option, *help_text in options:
+        assert help_text, f"{option} has no help"
+        assert help_text[0].count("default") <= 1, (option, help_text)
+        assert "(default: None)" not in help_text[0], option
 
 
 def test_config_that_is_not_a_run_record_is_refused(

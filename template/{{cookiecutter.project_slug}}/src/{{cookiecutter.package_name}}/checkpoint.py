@@ -18,7 +18,7 @@ containers only and refuses anything else: a checkpoint from elsewhere cannot ru
 
 A run folder holds ``last.pt`` (the latest), ``best.pt`` (the lowest validation loss) and,
 with ``--keep N``, the N latest ``step-XXXXXXXX.pt``. :func:`resolve_start` decides
-whether a run may start there at all.
+whether a run may start there at all; :func:`create_run_folder` makes it, git-ignored.
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ __all__ = [
     "atomic_copy",
     "atomic_save",
     "check_writable",
+    "create_run_folder",
     "load",
     "remove_old_steps",
     "resolve_start",
@@ -54,6 +55,7 @@ __all__ = [
 LAST = "last.pt"
 BEST = "best.pt"
 STEP_PATTERN = "step-*.pt"
+RUN_FOLDER_GITIGNORE = "# A run folder: its files are outputs, not source.\n*\n"
 
 
 class CheckpointError(Exception):
@@ -144,11 +146,31 @@ def remove_old_steps(directory: Path, keep: int) -> None:
 
 
 def check_writable(directory: Path) -> None:
-    """Create ``directory`` and prove that files can be written in it, before training."""
+    """Refuse a ``directory`` that cannot be made or written to, before training, and
+    create nothing: the nearest of it and its parents that exists must be a writable
+    folder. :func:`create_run_folder` makes it once the run has passed every check."""
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        reason = f"{existing} is not a folder"
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        reason = f"{existing} is not writable"
+    else:
+        return
+    raise CheckpointError(f"cannot write checkpoints to {directory}: {reason}")
+
+
+def create_run_folder(directory: Path) -> None:
+    """Create the run folder ``directory``, unless it exists. A folder made here holds a
+    ``.gitignore`` of ``*``, so that git ignores it wherever it is: a run folder never
+    makes the source tree dirty (and the next run's ``git_commit`` falsely "+dirty"). A
+    folder that exists already is left as it is: it may hold files of the user's."""
+    if directory.is_dir():
+        return
     try:
-        directory.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=directory):
-            pass
+        directory.mkdir(parents=True)
+        (directory / ".gitignore").write_text(RUN_FOLDER_GITIGNORE, encoding="utf-8")
     except OSError as error:
         raise CheckpointError(
             f"cannot write checkpoints to {directory}: {error.strerror or error}"

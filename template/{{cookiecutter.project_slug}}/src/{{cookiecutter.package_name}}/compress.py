@@ -71,6 +71,7 @@ from torch.nn.utils import prune
 
 from . import export
 from .data import DataError, Splits, load_data
+from .install_hint import install_command
 from .layers import {{ cookiecutter.layer_class }}
 from .model import Model, ModelConfig
 
@@ -101,7 +102,7 @@ METHODS = (
 Layer = {{ cookiecutter.layer_class }}  # the layer that quantization and pruning act on
 TORCHAO_METHODS = ("int8-weight", "int8-dynamic")
 ORT_METHODS = ("ort-dynamic", "ort-static")
-INSTALL_COMPRESS = "pip install '{{ cookiecutter.project_slug }}[compress]'"
+INSTALL_COMPRESS = install_command("compress")
 LATENCY_BATCHES = (1, 64)
 # Accuracy may fall by at most this many percentage points on the validation split.
 MAX_ACCURACY_DROP = 1.0

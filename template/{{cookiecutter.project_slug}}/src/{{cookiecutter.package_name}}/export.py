@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from . import sharded_checkpoint
 from .checkpoint import CheckpointError
+from .install_hint import install_command
 from .model import Model, ModelConfig
 
 __all__ = [
@@ -59,7 +60,7 @@ __all__ = [
 ]
 
 FORMATS = ("onnx", "pt2", "aoti", "torchscript", "triton")
-INSTALL_EXPORT = "pip install '{{ cookiecutter.project_slug }}[export]'"
+INSTALL_EXPORT = install_command("export")
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 DEFAULT_OPSET = 18  # the dynamo exporter builds opset 18 graphs; others are converted
 # The opsets the converter reaches from 18 (onnxscript 0.5, onnx 1.19). Outside this range

@@ -3,7 +3,7 @@
 Reads ``CHECKPOINT_DIR/metrics.jsonl`` (written by ``train.py``) and draws four panels
 against the step: training and validation loss, validation accuracy, learning rate and
 gradient norm; a dashed line marks each resume. Needs matplotlib (the ``plot`` extra):
-``pip install '{{ cookiecutter.project_slug }}[plot]'``.
+``pip install '{{ cookiecutter.project_slug }}[plot]'``, or ``uv sync --extra plot`` in a uv environment.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from .install_hint import install_command
 
 __all__ = ["PlotError", "main", "plot", "read_metrics"]
 
@@ -57,8 +59,7 @@ def plot(
     try:
         from matplotlib.figure import Figure  # noqa: PLC0415  (an optional extra)
     except ImportError:
-        extra = "'{{ cookiecutter.project_slug }}[plot]'"
-        raise PlotError(f"plotting needs matplotlib: pip install {extra}") from None
+        raise PlotError(f"plotting needs matplotlib: {install_command('plot')}") from None
     output = output or directory / "curves.png"
     dpi = 100
     # A Figure of its own, not pyplot: no global state, no GUI backend, safe in a server.

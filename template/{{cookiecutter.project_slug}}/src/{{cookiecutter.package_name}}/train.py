@@ -11,7 +11,7 @@
 optimizer step is :func:`train_step`. The loop reads the loss back from the device only
 when it logs, evaluates and saves ``CHECKPOINT_DIR/last.pt`` (and ``best.pt``) every
 ``--eval-every`` steps, stops with an error when the loss stops being finite, and on
-SIGINT (Ctrl-C) or SIGTERM finishes its step, saves and exits.
+SIGINT (Ctrl-C) or SIGTERM finishes its step, saves and exits (see :func:`main`).
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ from . import checkpoint, distributed, optim, sharded_checkpoint
 from .checkpoint import CheckpointError
 from .data import DataError, Splits, load_data
 from .distributed import DistributedError, World
+from .install_hint import install_command
 from .model import Model, ModelConfig
 from .optim import Schedule
 
@@ -54,6 +55,11 @@ Batch = tuple[Tensor, Tensor]
 DATA_FIELDS = ("in_features", "num_classes")
 # Flags a --config file does not replay: the file itself, and whether to resume.
 NOT_REPLAYED = ("config", "resume")
+# What GracefulStop turns into a stop: Ctrl-C, and what docker, Kubernetes and Slurm send.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+# The run's record: how it started (--config replays it), and a line for each resume.
+CONFIG = "config.json"
+RESUMES = "resumes.jsonl"
 
 
 class TrainingError(Exception):
@@ -85,11 +91,21 @@ POSITIVE_FLOAT = number(float, 0.0, inclusive=False)
 NON_NEGATIVE_FLOAT = number(float, 0.0, inclusive=True)
 
 
+class DefaultsOnceFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: ...)" to each option's help, except where the default is None: the
+    help of such an option says itself what happens without it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m {{ cookiecutter.package_name }}.train",
         description="Train the model; under torchrun, on several processes with DDP.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsOnceFormatter,
     )
     add = parser.add_argument
     add("--config", type=Path, help="replay the run recorded in this config.json; flags win")
@@ -97,8 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     add("--batch-size", type=POSITIVE_INT, default=64, help="samples per micro-batch and process")
     add("--grad-accum", type=POSITIVE_INT, default=1, help="micro-batches per optimizer step")
     add("--seed", type=int, default=0, help="initial weights, batch order, dropout streams")
-    add("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="auto: best")
-    add("--data", type=Path, help="a .npz or .pt file of inputs and labels (see data.py)")
+    add(
+        "--device",
+        choices=["auto", "cpu", "cuda", "mps"],
+        default="auto",
+        help="auto: CUDA, then MPS, then CPU",
+    )
+    add(
+        "--data",
+        type=Path,
+        help="a .npz or .pt file of inputs and labels, see data.py (default: synthetic data)",
+    )
     add("--num-workers", type=NATURAL, default=0, help="DataLoader worker processes")
     add(
         "--strategy",
@@ -122,7 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     # that far from converged loses points to any pruning; at 3e-3 it is at 88 to 91%
     # after 200 steps and at 91% after 1000.
     opt.add_argument("--lr", type=POSITIVE_FLOAT, default=3e-3, help="peak learning rate")
-    opt.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
+    opt.add_argument(
+        "--schedule",
+        choices=["cosine", "constant"],
+        default="cosine",
+        help="after the warmup: cosine down to --min-lr, or constant --lr",
+    )
     opt.add_argument("--warmup-steps", type=NATURAL, default=0, help="linear warmup steps")
     opt.add_argument("--min-lr", type=NON_NEGATIVE_FLOAT, help="cosine floor (default: lr/10)")
     opt.add_argument("--decay-steps", type=POSITIVE_INT, help="cosine length (default: steps)")
@@ -145,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--eval-every", type=POSITIVE_INT, default=250, help="evaluate, save")
     run.add_argument("--keep", type=NATURAL, default=0, help="keep N step-*.pt checkpoints")
     boolean = argparse.BooleanOptionalAction
-    run.add_argument("--tensorboard", action=boolean, help="default: on if installed")
+    run.add_argument(
+        "--tensorboard", action=boolean, help="event files in tensorboard/ (default: if installed)"
+    )
     run.add_argument("--profile", action=boolean, default=False, help="trace steps 2-4")
     run.add_argument("--amp", action=boolean, default=False, help="bf16 autocast (CUDA, CPU)")
     run.add_argument("--compile", action=boolean, default=False, help="torch.compile the model")
@@ -153,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
     for field in dataclasses.fields(ModelConfig):
         if field.name not in DATA_FIELDS:
             flag = f"--{field.name.replace('_', '-')}"
-            model.add_argument(flag, type=POSITIVE_INT, default=field.default)
+            model.add_argument(
+                flag, type=POSITIVE_INT, default=field.default, help=f"ModelConfig.{field.name}"
+            )
     return parser
 
 
@@ -231,12 +265,20 @@ class GracefulStop:
     checks after each step. A second Ctrl-C raises KeyboardInterrupt, to stop at once."""
 
     def __init__(self) -> None:
-        self.received: str | None = None
+        self.received: signal.Signals | None = None
 
     def __call__(self, signum: int, _frame: FrameType | None) -> None:
-        self.received = signal.Signals(signum).name
+        self.received = signal.Signals(signum)
         if signum == signal.SIGINT:
             signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+class Interrupted(Exception):
+    """A signal before the first step: the run stops without writing anything."""
+
+    def __init__(self, received: signal.Signals) -> None:
+        super().__init__(f"{received.name} before the first step: stopped, nothing written")
+        self.received = received
 
 
 # --- data -----------------------------------------------------------------------------
@@ -556,8 +598,10 @@ def git_commit() -> str | None:
 def record_run(
     args: argparse.Namespace, config: ModelConfig, data: Splits, world: World, step: int
 ) -> None:
-    """Write CHECKPOINT_DIR/config.json: every flag, the model config, the versions and the
-    commit, for ``--config`` to replay. Each start (and resume) writes it anew."""
+    """Record how the run starts, for ``--config`` to replay: every flag, the model config,
+    the versions and the commit. A start (step 0) writes CHECKPOINT_DIR/config.json; a
+    resume appends the same record, one line, to CHECKPOINT_DIR/resumes.jsonl, and leaves
+    config.json as the first start wrote it."""
     flags = {key: str(v) if isinstance(v, Path) else v for key, v in vars(args).items()}
     record = {
         "flags": flags,
@@ -570,7 +614,11 @@ def record_run(
         "python": sys.version.split()[0],
         "git_commit": git_commit(),
     }
-    path = args.checkpoint_dir / "config.json"
+    if step:
+        with (args.checkpoint_dir / RESUMES).open("a", encoding="utf-8") as file:
+            file.write(json.dumps(record) + "\n")
+        return
+    path = args.checkpoint_dir / CONFIG
     temporary = path.with_name(f".{path.name}.tmp")
     temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     temporary.replace(path)
@@ -592,10 +640,9 @@ class RunLog:
         except ImportError:
             if tensorboard:
                 raise TrainingError(
-                    "--tensorboard needs the tensorboard package: "
-                    "pip install '{{ cookiecutter.project_slug }}[tensorboard]'"
+                    f"--tensorboard needs the tensorboard package: {install_command('tensorboard')}"
                 ) from None
-            log("TensorBoard off (pip install '{{ cookiecutter.project_slug }}[tensorboard]')")
+            log(f"TensorBoard off ({install_command('tensorboard')})")
             return
         self.writer = SummaryWriter(str(directory / "tensorboard"))
 
@@ -680,7 +727,7 @@ def train(args: argparse.Namespace, stop: GracefulStop) -> dict[str, float]:
         raise TrainingError(f"--amp: bf16 autocast runs on cuda or cpu, not {device.type}")
     directory = args.checkpoint_dir
     if world.is_main:
-        checkpoint.check_writable(directory)
+        checkpoint.check_writable(directory)  # creates nothing: bad input changes nothing
     # A restart by torchrun or Slurm resumes by itself: it is the same run, not a new one.
     start = sharded_checkpoint.resolve_start(
         directory, args.resume, sharded=sharded, restart=world.restart, clean=world.is_main
@@ -724,6 +771,12 @@ def train(args: argparse.Namespace, stop: GracefulStop) -> dict[str, float]:
         if world.is_main:
             log(f"{start.resume_from} is at step {step} of {args.steps}: nothing to do")
         return {"step": step}
+
+    # A signal during start-up stops here, every rank together, before anything is written.
+    if distributed.any_rank(stop.received is not None, device):
+        raise Interrupted(stop.received or signal.SIGTERM)  # or a peer's: what torchrun sends
+    if world.is_main:
+        checkpoint.create_run_folder(directory)  # every check passed: now the run writes
 
     bar = tqdm(
         total=args.steps,
@@ -829,7 +882,8 @@ def train(args: argparse.Namespace, stop: GracefulStop) -> dict[str, float]:
             if stopping:
                 if world.is_main:
                     last = directory / checkpoint.LAST
-                    log(f"{stop.received}: saved {last} at step {step}; continue with --resume")
+                    name = stop.received.name if stop.received else "a peer's signal"
+                    log(f"{name}: saved {last} at step {step}; continue with --resume")
                 break
     finally:
         if trace is not None:
@@ -844,17 +898,34 @@ def train(args: argparse.Namespace, stop: GracefulStop) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
+    """The command line: train, with SIGINT and SIGTERM caught from the start.
+
+    A signal before the first step stops the run with one line, nothing written, and exit
+    status 128 + its number (130 for SIGINT, 143 for SIGTERM), as a shell reports a process
+    that a signal ended; during training the loop saves and exits 0. Signals that a
+    launcher blocked (``signal.pthread_sigmask``) while Python imported torch are not lost:
+    they arrive once the handlers are in place.
+
+    As the command (``argv`` None: the process's own arguments) the handlers are never put
+    back: a signal after the final save, while the process exits, leaves the exit status
+    0. Called with ``argv`` (from Python, a test), main() puts them back as it returns.
+    """
     stop = GracefulStop()
-    previous = {signum: signal.signal(signum, stop) for signum in (signal.SIGINT, signal.SIGTERM)}
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
+    if hasattr(signal, "pthread_sigmask"):  # POSIX
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     try:
-        train(args, stop)
+        train(parse_args(argv), stop)
+    except Interrupted as interrupted:
+        sys.stderr.write(f"{interrupted}\n")  # one line, no traceback
+        sys.exit(128 + interrupted.received)
     except (TrainingError, CheckpointError, DataError, DistributedError) as error:
         sys.exit(f"error: {error}")  # bad input: one line, no traceback, exit status 1
     finally:
         distributed.destroy()
         for signum, handler in previous.items():
-            signal.signal(signum, handler)
+            # The command ends here: the run is saved, nothing is left to stop.
+            signal.signal(signum, signal.SIG_IGN if argv is None else handler)
 
 
 if __name__ == "__main__":
