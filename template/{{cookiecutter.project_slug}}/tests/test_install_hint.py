@@ -22,7 +22,7 @@ def test_an_environment_that_uv_made_gets_uv_sync(tmp_path: Path) -> None:
     config = "home = /usr/bin\nimplementation = CPython\nuv = 0.8.3\nversion_info = 3.12.3\n"
     prefix = fake_environment(tmp_path / "uv-env", config)
     assert made_by_uv(prefix)
-    assert install_command("export", prefix) == "uv sync --extra export"
+    assert install_command("export", prefix) == "uv sync --inexact --extra export"
 
 
 def test_other_environments_get_pip_install(tmp_path: Path) -> None:

@@ -1,7 +1,8 @@
 """The command that installs one of the project's extras, in the environment's own way.
 
 An environment that uv made (``uv venv``, ``uv sync``) is managed by uv: there the extra
-comes with ``uv sync --extra NAME``. Elsewhere (venv, virtualenv, conda) pip installs it.
+comes with ``uv sync --inexact --extra NAME`` (``--inexact``: a plain ``uv sync --extra
+NAME`` would also remove the extras not named). Elsewhere (venv, conda) pip installs it.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def made_by_uv(prefix: Path | None = None) -> bool:
 
 def install_command(extra: str, prefix: Path | None = None) -> str:
     """The command that installs the extra ``extra`` into the environment at ``prefix``
-    (default: this one): ``uv sync --extra NAME`` where uv made it, else pip's."""
+    (default: this one): ``uv sync --inexact --extra NAME`` where uv made it, else pip's."""
     if made_by_uv(prefix):
-        return f"uv sync --extra {extra}"
+        return f"uv sync --inexact --extra {extra}"
     return f"pip install '{PROJECT}[{extra}]'"
