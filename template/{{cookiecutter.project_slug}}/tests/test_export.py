@@ -247,19 +247,43 @@ def test_missing_dependency_names_the_extra(
     assert not (tmp_path / "model.onnx").exists()
 
 
-@pytest.mark.slow  # AOTInductor compiles C++: about 45 s on a CPU
-def test_aoti_package_round_trip_with_a_dynamic_batch(
-    model: Model, example: Tensor, tmp_path: Path
-) -> None:
+LOADED_FORMATS = ("onnx", "pt2", "aoti", "torchscript")
+
+
+@pytest.fixture(scope="module")
+def project_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh project root after a tiny training run and the export of every format the
+    README's loading example reads: one AOTInductor compile (tens of seconds) for both
+    tests below."""
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        pytest.importorskip(module, reason=NEEDS_EXPORT_EXTRA)
+    root = tmp_path_factory.mktemp("project-root")
+    before = Path.cwd()
+    os.chdir(root)
+    try:
+        train.main(
+            ["--steps", "2", "--device", "cpu", "--no-tensorboard", "--hidden-features", "16"]
+        )
+        for fmt in LOADED_FORMATS:
+            argv = ["--format", fmt, "--checkpoint", "checkpoints/last.pt", "--out", "exported"]
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "torch.jit.script failed", UserWarning)
+                assert export.main(argv) == 0, fmt
+    finally:
+        os.chdir(before)
+    return root
+
+
+@pytest.mark.slow  # shares project_root's AOTInductor compile (C++: tens of seconds)
+def test_aoti_package_round_trip_with_a_dynamic_batch(project_root: Path) -> None:
     import torch._inductor  # noqa: PLC0415
 
-    artifact = export.export_aoti(model, example, tmp_path / "model.aoti.pt2")
-    assert artifact.max_abs_diff <= export.ATOL
-    loaded = torch._inductor.aoti_load_package(str(artifact.path))
+    eager = export.load_model(project_root / "checkpoints" / "last.pt")
+    loaded = torch._inductor.aoti_load_package(str(project_root / "exported" / "model.aoti.pt2"))
     for batch in (1, 7, 64, 200):  # 200: beyond every batch the export saw
-        x = torch.randn(batch, model.config.in_features)
+        x = torch.randn(batch, eager.config.in_features)
         with torch.no_grad():
-            torch.testing.assert_close(loaded(x), model(x), atol=export.ATOL, rtol=export.RTOL)
+            torch.testing.assert_close(loaded(x), eager(x), atol=export.ATOL, rtol=export.RTOL)
 
 
 def test_triton_python_entry_matches_the_onnx_entry(
@@ -379,25 +403,16 @@ def readme_loading_example() -> str:
     return block.group(1)
 
 
-@pytest.mark.slow  # the AOTInductor export compiles C++: 25 s on a CPU
-def test_readme_loading_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The README's loading example, as written, after a tiny training run and an export of
-    the formats it loads, from a fresh project root."""
-    for module in ("onnx", "onnxscript", "onnxruntime"):
-        pytest.importorskip(module, reason=NEEDS_EXPORT_EXTRA)
+@pytest.mark.slow  # shares project_root's AOTInductor compile
+def test_readme_loading_example_runs(project_root: Path) -> None:
+    """The README's loading example, as written, from a fresh project root after a tiny
+    training run and an export of the formats it loads."""
     code = readme_loading_example()
-    monkeypatch.chdir(tmp_path)
-    train.main(["--steps", "2", "--device", "cpu", "--no-tensorboard", "--hidden-features", "16"])
-    formats = ("onnx", "pt2", "aoti", "torchscript")
-    for fmt in formats:
-        argv = ["--format", fmt, "--checkpoint", "checkpoints/last.pt", "--out", "exported"]
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "torch.jit.script failed", UserWarning)  # traced
-            assert export.main(argv) == 0, fmt
-
+    formats = LOADED_FORMATS
     path = os.pathsep.join(filter(None, [str(SOURCE), os.environ.get("PYTHONPATH")]))
     result = subprocess.run(  # `python -`, as a reader pastes it
         [sys.executable, "-"],
+        cwd=project_root,
         input=code,
         capture_output=True,
         text=True,

@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package_name }} import plot, train
+from {{ cookiecutter.package_name }}.install_hint import install_command
+
+NO_PLOT = f"the plot extra is not installed: {install_command('plot')}"
 
 FAST = ["--device", "cpu", "--batch-size", "256", "--log-every", "2", "--eval-every", "4"]
 FAST += ["--no-tensorboard"]
@@ -22,7 +25,7 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_the_png_has_the_size_asked_and_is_not_blank(run: Path, tmp_path: Path) -> None:
-    image = pytest.importorskip("matplotlib.image", reason="the plot extra is not installed")
+    image = pytest.importorskip("matplotlib.image", reason=NO_PLOT)
     output = plot.plot(run, tmp_path / "curves.png", width=640, height=480)
     assert output == tmp_path / "curves.png"
     assert output.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
@@ -35,7 +38,7 @@ def test_the_png_has_the_size_asked_and_is_not_blank(run: Path, tmp_path: Path) 
 def test_the_command_writes_curves_png_in_the_run_folder(
     run: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("matplotlib", reason="the plot extra is not installed")
+    pytest.importorskip("matplotlib", reason=NO_PLOT)
     assert plot.main([str(run)]) == 0
     assert (run / "curves.png").stat().st_size > 10_000
     assert capsys.readouterr().out == f"wrote {run / 'curves.png'}\n"

@@ -7,6 +7,9 @@ from pathlib import Path
 import pytest
 
 from {{ cookiecutter.package_name }} import train
+from {{ cookiecutter.package_name }}.install_hint import install_command
+
+NO_TENSORBOARD = f"the tensorboard extra is not installed: {install_command('tensorboard')}"
 
 FAST = ["--device", "cpu", "--batch-size", "256", "--log-every", "5", "--eval-every", "10"]
 
@@ -15,7 +18,7 @@ def scalars(directory: Path) -> dict[str, list[tuple[int, float]]]:
     """Every scalar series in the event files under ``directory``, by tag."""
     accumulator = pytest.importorskip(
         "tensorboard.backend.event_processing.event_accumulator",
-        reason="the tensorboard extra is not installed: pip install -e '.[tensorboard]'",
+        reason=NO_TENSORBOARD,
     ).EventAccumulator(str(directory))
     accumulator.Reload()
     return {
@@ -25,7 +28,7 @@ def scalars(directory: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def test_scalars_go_to_the_run_folder(tmp_path: Path) -> None:
-    pytest.importorskip("tensorboard", reason="the tensorboard extra is not installed")
+    pytest.importorskip("tensorboard", reason=NO_TENSORBOARD)
     train.main(["--steps", "20", "--tensorboard", "--checkpoint-dir", str(tmp_path), *FAST])
     logged = scalars(tmp_path / "tensorboard")
     assert set(logged) == {

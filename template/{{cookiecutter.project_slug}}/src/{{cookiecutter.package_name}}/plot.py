@@ -3,7 +3,8 @@
 Reads ``CHECKPOINT_DIR/metrics.jsonl`` (written by ``train.py``) and draws four panels
 against the step: training and validation loss, validation accuracy, learning rate and
 gradient norm; a dashed line marks each resume. Needs matplotlib (the ``plot`` extra):
-``pip install '{{ cookiecutter.project_slug }}[plot]'``, or ``uv sync --extra plot`` in a uv environment.
+``uv sync --inexact --extra plot`` in a uv environment, ``pip install '{{ cookiecutter.project_slug }}[plot]'``
+elsewhere.
 """
 
 from __future__ import annotations
