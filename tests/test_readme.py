@@ -122,6 +122,15 @@ def user_environ(tmp: Path, **extra: str) -> dict[str, str]:
     torch = local_torch_wheels()[-1].name.split("-")[1].split("+")[0]
     constraints.write_text("".join(lines) + f"\ntorch=={torch}\n", encoding="utf-8")
     env["PIP_CONSTRAINT"] = str(constraints)
+    if os.geteuid() == 0:
+        # The test machines run as root, which Jupyter refuses unless told; a user's
+        # machine does not. The machine's Jupyter settings say so, not the README.
+        settings = tmp / "jupyter"
+        settings.mkdir(exist_ok=True)
+        (settings / "jupyter_server_config.json").write_text(
+            '{"ServerApp": {"allow_root": true}}', encoding="utf-8"
+        )
+        env["JUPYTER_CONFIG_PATH"] = str(settings)
     return env
 
 
