@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import shutil
 import sys
 import tempfile
@@ -656,9 +655,9 @@ def _opset(text: str) -> int:
 
 def triton_name(text: str) -> str:
     """argparse type of ``--name``: a Triton model name, which is a folder of the
-    repository, so a plain name: no path separator, not hidden (``.``, ``..``), not empty."""
-    separators = {"/", "\\", os.sep, os.altsep} - {None}
-    if not text or text.startswith(".") or any(sep in text for sep in separators):
+    repository, so a plain name: no path separator (``/``, ``\\``), not hidden (``.``,
+    ``..``), not empty."""
+    if not text or text.startswith(".") or any(char in text for char in "/\\\0"):
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a plain folder name: give a name such as "
             "{{ cookiecutter.package_name }}, without '/' or a leading '.'"

@@ -253,5 +253,5 @@ def report_interrupt(error: KeyboardInterrupt, out: Path | str) -> int:
     """Print the one line of an interrupt and return the exit status: 128 + the signal's
     number, as a shell reports a process that a signal ended (130 for Ctrl-C)."""
     received = getattr(error, "received", signal.SIGINT)
-    print(f"error: interrupted ({received.name}): nothing written to {out}", file=sys.stderr)
+    sys.stderr.write(f"error: interrupted ({received.name}): nothing written to {out}\n")
     return 128 + int(received)
