@@ -14,11 +14,11 @@ import sys
 import warnings
 from pathlib import Path
 
-import cli_process
 import pytest
 import torch
 from torch import Tensor, nn
 
+import cli_process
 import {{ cookiecutter.package_name }}
 from {{ cookiecutter.package_name }} import checkpoint, export, staging, train
 from {{ cookiecutter.package_name }}.model import Model, ModelConfig
@@ -516,7 +516,9 @@ def test_a_failed_parity_check_leaves_the_good_file(tmp_path: Path) -> None:
         next(broken.parameters()).fill_(float("nan"))
     path = tmp_path / "nan.pt"
     checkpoint.save(path, broken, torch.optim.SGD(broken.parameters(), lr=0.1), step=1)
-    result = cli_process.run("export", "--format", "pt2", "--checkpoint", str(path), "--out", str(out))
+    result = cli_process.run(
+        "export", "--format", "pt2", "--checkpoint", str(path), "--out", str(out)
+    )
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1].startswith("error: pt2: parity failure at batch 1")
     assert cli_process.files(out) == good
