@@ -6,6 +6,7 @@ Used by ``test_export.py`` and ``test_compress.py`` to prove that a SIGKILL, a C
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -53,10 +54,11 @@ def save_checkpoint(path: Path, config: ModelConfig = LARGE, seed: int = 1) -> P
     return path
 
 
-def files(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` (hidden ones included), by relative path, with its bytes."""
+def files(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (hidden ones included), by relative path, with the
+    SHA-256 of its bytes."""
     return {
-        str(path.relative_to(folder)): path.read_bytes()
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(folder.rglob("*"))
         if path.is_file()
     }
@@ -99,6 +101,6 @@ def signal_while_writing(
     return process.communicate(timeout=timeout)
 
 
-def visible(tree: dict[str, bytes]) -> dict[str, bytes]:
+def visible(tree: dict[str, str]) -> dict[str, str]:
     """The files of :func:`files` that no hidden folder holds (a staging folder's)."""
     return {path: data for path, data in tree.items() if not path.startswith(".staging-")}

@@ -6,7 +6,8 @@ rename is atomic only within one). Every check runs on the staged files. Only wh
 whole run has passed are they fsync'ed and moved into place, one ``os.replace`` each:
 
 * an error, Ctrl-C or SIGTERM before that removes the staging folder: ``OUT`` is as it was;
-* the moves run with SIGINT and SIGTERM held back (milliseconds); a ``COMMIT`` file,
+* the moves run with SIGINT and SIGTERM held back (milliseconds; one that arrives then
+  is dropped: it came once the work was done, and the command ends normally); a ``COMMIT`` file,
   written first, lists them, so that a SIGKILL or power loss among the moves is finished
   by the next run in the same folder (:func:`finish_interrupted`), which also removes the
   staging folders of runs killed before they were complete. A staging folder is locked
@@ -26,6 +27,7 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import FrameType
@@ -63,7 +65,11 @@ def _raise_interrupted(signum: int, _frame: FrameType | None) -> None:
 @contextlib.contextmanager
 def signals_raise() -> Iterator[None]:
     """Within the block, SIGINT and SIGTERM raise :class:`Interrupted` (SIGTERM would
-    otherwise end the process on the spot, leaving its staging folder behind)."""
+    otherwise end the process on the spot, leaving its staging folder behind). Only the
+    main thread can set handlers: elsewhere the block runs with the process's own."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     previous = {signum: signal.signal(signum, _raise_interrupted) for signum in STOP_SIGNALS}
     try:
         yield
