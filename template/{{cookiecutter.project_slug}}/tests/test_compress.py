@@ -10,6 +10,7 @@ them they are skipped with the command that installs it.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import cli_process
 from {{ cookiecutter.package_name }} import checkpoint, compress, export, train
 from {{ cookiecutter.package_name }}.data import Splits, load_data
 from {{ cookiecutter.package_name }}.model import Model
@@ -265,3 +267,87 @@ def test_cli_rejects_a_fraction_outside_zero_to_one(capsys: pytest.CaptureFixtur
         compress.main(["--sparsity", "1.5"])
     assert exit_info.value.code == 2
     assert "--sparsity must be in [0, 1), got 1.5" in capsys.readouterr().err
+
+
+# --- nothing half-written, nothing outside its folders ---------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_compress_stopped_while_writing_keeps_the_files_and_their_reports(
+    signum: signal.Signals, tmp_path: Path
+) -> None:
+    """Stopped while writing model.float32.pt: the old file stays, and the old report
+    beside it still describes it."""
+    out = tmp_path / "compressed"
+    argv = ["--method", "prune-magnitude", "--rounds", "1", "--number", "1", "--out", str(out)]
+    assert compress.main(argv) == 0
+    good = cli_process.files(out)
+    large = cli_process.save_checkpoint(tmp_path / "large.pt")
+    process = cli_process.start("compress", *argv, "--checkpoint", str(large))
+    _, stderr = cli_process.signal_while_writing(process, out, "model.float32.pt", signum)
+    if signum == signal.SIGINT:
+        assert process.returncode == 130, stderr
+        assert stderr.splitlines()[-1] == f"error: interrupted (SIGINT): nothing written to {out}"
+        assert "Traceback" not in stderr
+        assert cli_process.files(out) == good  # no staging folder left either
+    else:
+        assert process.returncode == -signal.SIGKILL
+        assert cli_process.visible(cli_process.files(out)) == good
+    report = json.loads((out / "model.prune-magnitude.json").read_text())
+    assert report["size_bytes"] == (out / "model.prune-magnitude.pt").stat().st_size
+
+
+@pytest.mark.parametrize("name", ["../../victim", ""])
+def test_a_triton_name_that_is_not_a_plain_folder_name_is_refused(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repository = tmp_path / "exported" / "triton"
+    victim = tmp_path / "victim_ort_dynamic"
+    victim.mkdir(parents=True)
+    (victim / "keep.txt").write_text("mine")
+    out = tmp_path / "compressed"
+    argv = ["--method", "ort-dynamic", "--triton", str(repository), "--name", name]
+    with pytest.raises(SystemExit) as exit_info:
+        compress.main([*argv, "--out", str(out)])
+    assert exit_info.value.code == 2
+    assert f"argument --name: {name!r} is not a plain folder name" in capsys.readouterr().err
+    assert (victim / "keep.txt").read_text() == "mine"
+    assert not out.exists()
+    assert not repository.exists()
+
+
+@pytest.mark.parametrize("drop", ["nan", "inf", "-1"])
+def test_a_max_accuracy_drop_that_is_not_a_finite_bound_is_refused(
+    drop: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "compressed"
+    with pytest.raises(SystemExit) as exit_info:
+        compress.main(["--max-accuracy-drop", drop, "--out", str(out)])
+    assert exit_info.value.code == 2
+    assert f"argument --max-accuracy-drop: {drop} must be finite and >= 0" in (
+        capsys.readouterr().err
+    )
+    assert not out.exists()
+
+
+def test_triton_entries_join_the_repository_and_leave_the_others_alone(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("onnxruntime", reason=NEEDS_COMPRESS_EXTRA)
+    repository = tmp_path / "triton"
+    (repository / "other").mkdir(parents=True)
+    (repository / "other" / "config.pbtxt").write_text("mine")
+    out = tmp_path / "compressed"
+    argv = ["--method", "ort-dynamic", "--rounds", "1", "--number", "1", "--name", "m"]
+    assert compress.main([*argv, "--out", str(out), "--triton", str(repository)]) == 0
+    capsys.readouterr()
+    assert sorted(path.name for path in repository.iterdir()) == [
+        "m_ort_dynamic",
+        "m_ort_dynamic_python",
+        "other",
+    ]
+    assert (repository / "other" / "config.pbtxt").read_text() == "mine"
+    assert (repository / "m_ort_dynamic" / "1" / "model.onnx").is_file()
+    assert not list(out.glob(".staging-*"))
+    report = json.loads((out / "model.ort-dynamic.json").read_text())
+    assert report["path"] == str(out / "model.ort-dynamic.onnx")

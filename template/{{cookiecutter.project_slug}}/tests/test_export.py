@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 import warnings
@@ -17,8 +18,9 @@ import pytest
 import torch
 from torch import Tensor, nn
 
+import cli_process
 import {{ cookiecutter.package_name }}
-from {{ cookiecutter.package_name }} import checkpoint, export, train
+from {{ cookiecutter.package_name }} import checkpoint, export, staging, train
 from {{ cookiecutter.package_name }}.model import Model, ModelConfig
 
 NEEDS_EXPORT_EXTRA = f"needs the export extra: {export.INSTALL_EXPORT}"
@@ -429,3 +431,154 @@ def test_readme_loading_example_runs(project_root: Path) -> None:
         assert match, f"{fmt}: {row}"
         assert match[1] == expected_classes, result.stdout
         assert float(match[2]) <= export.ATOL, f"{fmt}: {row}"
+
+
+# --- nothing half-written: every file whole, old or new --------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_a_pt2_export_stopped_while_writing_keeps_the_good_file(
+    signum: signal.Signals, tmp_path: Path
+) -> None:
+    out = tmp_path / "exported"
+    assert export.main(["--format", "pt2", "--out", str(out)]) == 0
+    good = cli_process.files(out)
+    large = cli_process.save_checkpoint(tmp_path / "large.pt")
+    process = cli_process.start(
+        "export", "--format", "pt2", "--checkpoint", str(large), "--out", str(out)
+    )
+    _, stderr = cli_process.signal_while_writing(process, out, "model.pt2", signum)
+    if signum == signal.SIGKILL:
+        assert process.returncode == -signal.SIGKILL
+        assert cli_process.visible(cli_process.files(out)) == good
+        # The next export finds the staging folder that the killed one left, and removes it.
+        assert export.main(["--format", "pt2", "--out", str(out)]) == 0
+    else:
+        assert process.returncode == 130, stderr
+        assert stderr.splitlines()[-1] == f"error: interrupted (SIGINT): nothing written to {out}"
+        assert "Traceback" not in stderr
+    assert cli_process.files(out) == good  # and no staging folder left
+
+
+def test_a_killed_triton_export_keeps_the_old_repository_whole(tmp_path: Path) -> None:
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        pytest.importorskip(module, reason=NEEDS_EXPORT_EXTRA)
+    out = tmp_path / "exported"
+    assert export.main(["--format", "triton", "--out", str(out)]) == 0
+    good = cli_process.files(out)
+    large = cli_process.save_checkpoint(tmp_path / "large.pt")
+    process = cli_process.start(
+        "export", "--format", "triton", "--checkpoint", str(large), "--out", str(out)
+    )
+    cli_process.signal_while_writing(process, out, "model.onnx", signal.SIGKILL)
+    assert cli_process.visible(cli_process.files(out)) == good
+
+
+def test_an_interrupted_export_of_every_format_mixes_no_models(tmp_path: Path) -> None:
+    """Killed after model.onnx was written, while model.pt2 is: neither is the new model's."""
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        pytest.importorskip(module, reason=NEEDS_EXPORT_EXTRA)
+    out = tmp_path / "exported"
+    for fmt in ("onnx", "pt2"):
+        assert export.main(["--format", fmt, "--out", str(out)]) == 0
+    good = cli_process.files(out)
+    large = cli_process.save_checkpoint(tmp_path / "large.pt")
+    process = cli_process.start(
+        "export", "--format", "all", "--checkpoint", str(large), "--out", str(out)
+    )
+    cli_process.signal_while_writing(process, out, "model.pt2", signal.SIGKILL)
+    assert cli_process.visible(cli_process.files(out)) == good
+
+
+def test_a_full_disk_keeps_the_good_onnx_file(tmp_path: Path) -> None:
+    """On a real full disk: a 2 MiB tmpfs (root with CAP_SYS_ADMIN; skipped elsewhere)."""
+    onnx = pytest.importorskip("onnx", reason=NEEDS_EXPORT_EXTRA)
+    pytest.importorskip("onnxruntime", reason=NEEDS_EXPORT_EXTRA)
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)]
+    if subprocess.run(mount, capture_output=True, check=False).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here (needs root and CAP_SYS_ADMIN)")
+    try:
+        out = disk / "exported"
+        assert export.main(["--format", "onnx", "--out", str(out)]) == 0
+        good = cli_process.files(out)
+        free = os.statvfs(disk).f_bavail * os.statvfs(disk).f_frsize
+        (disk / "filler").write_bytes(bytes(free - 64 * 1024))  # 64 KiB left
+        config = ModelConfig(hidden_features=256)  # a 300 KiB model.onnx
+        large = cli_process.save_checkpoint(tmp_path / "large.pt", config)
+        result = cli_process.run(
+            "export", "--format", "onnx", "--checkpoint", str(large), "--out", str(out)
+        )
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.splitlines()[-1] == (
+            f"error: cannot write to {out}: No space left on device"
+        )
+        assert cli_process.files(out) == good
+        onnx.checker.check_model(str(out / "model.onnx"))
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def test_a_failed_parity_check_leaves_the_good_file(tmp_path: Path) -> None:
+    """NaN weights: the artifact disagrees with eager PyTorch, and is never moved in."""
+    out = tmp_path / "exported"
+    assert export.main(["--format", "pt2", "--out", str(out)]) == 0
+    good = cli_process.files(out)
+    torch.manual_seed(0)
+    broken = Model()
+    with torch.no_grad():
+        next(broken.parameters()).fill_(float("nan"))
+    path = tmp_path / "nan.pt"
+    checkpoint.save(path, broken, torch.optim.SGD(broken.parameters(), lr=0.1), step=1)
+    result = cli_process.run(
+        "export", "--format", "pt2", "--checkpoint", str(path), "--out", str(out)
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith("error: pt2: parity failure at batch 1")
+    assert cli_process.files(out) == good
+
+
+@pytest.mark.parametrize("name", ["../../victim", "", ".hidden", "a\\b"])
+def test_cli_refuses_a_triton_name_that_is_not_a_plain_folder_name(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "exported"
+    with pytest.raises(SystemExit) as exit_info:
+        export.main(["--format", "triton", "--name", name, "--out", str(out)])
+    assert exit_info.value.code == 2
+    assert f"argument --name: {name!r} is not a plain folder name" in capsys.readouterr().err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("size", ["1000000000000", "0", str(export.MAX_BATCH_SIZE + 1)])
+def test_cli_bounds_the_triton_max_batch_size(
+    size: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "exported"
+    with pytest.raises(SystemExit) as exit_info:
+        export.main(["--format", "triton", "--max-batch-size", size, "--out", str(out)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --max-batch-size: {size} is not from 1 to {export.MAX_BATCH_SIZE}" in err
+    assert not out.exists()
+
+
+def test_a_commit_cut_short_by_a_kill_is_finished_by_the_next_run(tmp_path: Path) -> None:
+    """The moves into place, killed between two of them: the next run makes the rest."""
+    out = tmp_path / "exported"
+    (out / "triton" / "m" / "1").mkdir(parents=True)
+    (out / "triton" / "m" / "config.pbtxt").write_text("old")
+    (out / "model.onnx").write_text("old")
+    stage = staging.Stage(out)
+    stage.entry("model.onnx").write_text("new")
+    (stage.entry("triton/m") / "1").mkdir(parents=True)
+    (stage.path / "triton" / "m" / "config.pbtxt").write_text("new")
+    stage.prepare()
+    (stage.path / "model.onnx").replace(out / "model.onnx")  # the first move; then a kill
+    assert stage._lock is not None
+    os.close(stage._lock)  # as a killed process's lock goes with it
+    assert staging.finish_interrupted(out) == [stage.path]
+    assert sorted(cli_process.files(out)) == ["model.onnx", "triton/m/config.pbtxt"]
+    assert (out / "model.onnx").read_text() == "new"
+    assert (out / "triton" / "m" / "config.pbtxt").read_text() == "new"

@@ -50,6 +50,7 @@ Needs the ``compress`` extra (torchao, onnx, onnxscript, onnxruntime).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import importlib
@@ -69,11 +70,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import prune
 
-from . import export
+from . import export, staging
 from .data import DataError, Splits, load_data
 from .install_hint import install_command
 from .layers import {{ cookiecutter.layer_class }}
 from .model import Model, ModelConfig
+from .train import NON_NEGATIVE_FLOAT
 
 __all__ = [
     "METHODS",
@@ -394,10 +396,8 @@ class _Baseline:
     predictions: Tensor
 
 
-def _write_report(report: Report) -> Path:
-    path = Path(report.path).with_suffix(".json")
+def _write_report(report: Report, path: Path) -> None:
     path.write_text(json.dumps(report.as_json(), indent=2) + "\n", encoding="utf-8")
-    return path
 
 
 def _check_accuracy(report: Report) -> None:
@@ -423,14 +423,54 @@ def compress(
     rounds: int = 5,
     number: int = 50,
     max_accuracy_drop: float = MAX_ACCURACY_DROP,
+    stage: staging.Stage | None = None,
 ) -> list[Report]:
     """Write every artifact of ``methods`` into ``out`` with its report; return the reports.
 
-    The accuracy bound is checked by :func:`check_reports`, after every report is written.
+    All or nothing: the files are written into ``stage``, a staging folder in ``out`` that
+    the caller commits, or, without one, into a staging folder of this call, moved into
+    ``out`` once every artifact and report is written (:mod:`.staging`). The accuracy
+    bound is checked by :func:`check_reports`, after every report is written.
 
     Raises:
         CompressError: a missing extra, or an artifact whose reload disagrees.
     """
+    with contextlib.ExitStack() as stack:
+        if stage is None:
+            out.mkdir(parents=True, exist_ok=True)
+            (stage,) = stack.enter_context(staging.staged(out))
+        return _compress(
+            model,
+            splits,
+            stage,
+            methods,
+            sparsity=sparsity,
+            features_off=features_off,
+            finetune_steps=finetune_steps,
+            calibration_batches=calibration_batches,
+            threads=threads,
+            rounds=rounds,
+            number=number,
+            max_accuracy_drop=max_accuracy_drop,
+        )
+
+
+def _compress(
+    model: Model,
+    splits: Splits,
+    stage: staging.Stage,
+    methods: Sequence[str],
+    *,
+    sparsity: float,
+    features_off: float,
+    finetune_steps: int,
+    calibration_batches: int,
+    threads: int | None,
+    rounds: int,
+    number: int,
+    max_accuracy_drop: float,
+) -> list[Report]:
+    """:func:`compress`, writing into the staging folder ``stage``."""
     threads = threads or torch.get_num_threads()
     torch.set_num_threads(threads)
     model = model.eval()
@@ -440,11 +480,10 @@ def compress(
     def accuracy(predictions: Tensor) -> float:
         return 100.0 * (predictions == val_targets).float().mean().item()
 
-    out.mkdir(parents=True, exist_ok=True)
     baselines: dict[str, _Baseline] = {}
     float32_predictions = _predictions(model, val_inputs)
     if set(methods) - set(ORT_METHODS):
-        float32_path = out / "model.float32.pt"
+        float32_path = stage.entry("model.float32.pt")
         torch.save(
             {"model": model.state_dict(), "config": dataclasses.asdict(model.config)}, float32_path
         )
@@ -454,7 +493,7 @@ def compress(
             float32_predictions,
         )
     if set(methods) & set(ORT_METHODS):
-        float32_onnx = out / "model.float32.onnx"
+        float32_onnx = stage.entry("model.float32.onnx")
         try:
             export.export_onnx(model, export.example_input(model), float32_onnx)
         except export.ExportError as error:
@@ -473,15 +512,15 @@ def compress(
         note = ""
         if method in ORT_METHODS:
             runtime = "onnxruntime"
-            path = out / f"model.{method}.onnx"
+            path = stage.entry(f"model.{method}.onnx")
             batches = _calibration_batches(splits, calibration_batches, 64)
-            quantize_onnx(method, out / "model.float32.onnx", path, batches)
+            quantize_onnx(method, stage.path / "model.float32.onnx", path, batches)
             run = _ort_runner(path, threads)
             if method == "ort-static":
                 note = f"calibrated on {calibration_batches} training batches of 64"
         else:
             runtime = "torch eager"
-            path = out / f"model.{method}.pt"
+            path = stage.entry(f"model.{method}.pt")
             compressed = Model(model.config).eval()
             compressed.load_state_dict(model.state_dict())
             saved: dict[str, Any] = {"config": dataclasses.asdict(model.config), "method": method}
@@ -508,7 +547,7 @@ def compress(
         predictions = _predictions(run, val_inputs)
         report = Report(
             method=method,
-            path=str(path),
+            path=str(stage.final(path)),
             runtime=runtime,
             threads=threads,
             size_bytes=path.stat().st_size,
@@ -521,7 +560,7 @@ def compress(
             max_accuracy_drop=max_accuracy_drop,
             note=note,
         )
-        _write_report(report)
+        _write_report(report, stage.entry(f"model.{method}.json"))
         reports.append(report)
     return reports
 
@@ -610,7 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--max-accuracy-drop",
-        type=float,
+        type=NON_NEGATIVE_FLOAT,
         default=MAX_ACCURACY_DROP,
         help=f"points of validation accuracy an artifact may lose (default: {MAX_ACCURACY_DROP})",
     )
@@ -626,13 +665,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--name",
+        type=export.triton_name,
         default="{{ cookiecutter.package_name }}",
         help="Triton model name prefix (default: %(default)s)",
     )
     return parser
 
 
+def add_to_triton(
+    reports: Sequence[Report], stage: staging.Stage, triton: staging.Stage, name: str
+) -> None:
+    """Add each ONNX Runtime artifact of ``reports``, staged in ``stage``, to the Triton
+    repository staged in ``triton``, as ``<name>_<method>`` and its ``_python`` twin."""
+    for report in reports:
+        if report.runtime == "onnxruntime":
+            entry = f"{name}_{report.method.replace('-', '_')}"
+            triton.entry(entry)
+            triton.entry(f"{entry}_python")
+            onnx_path = stage.path / Path(report.path).name
+            export.write_triton_onnx(triton.path, name=entry, onnx_path=onnx_path)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line. Every file, in ``--out`` and in ``--triton``, is written into a
+    staging folder there and moved into place only when all are written (:mod:`.staging`):
+    an error or an interrupt leaves both as they were. Ctrl-C and SIGTERM print one line
+    and exit 130 and 143."""
     parser = build_parser()
     args = parser.parse_args(argv)
     methods = (
@@ -649,44 +707,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     export.quiet_exporters()
     out: Path = args.out
     try:
-        if set(methods) & set(TORCHAO_METHODS):
-            _torchao_config(methods[0] if methods[0] in TORCHAO_METHODS else "int8-weight")
-        if set(methods) & set(ORT_METHODS) or args.triton:
-            for module in ("onnx", "onnxscript", "onnxruntime.quantization"):
-                _require(module)
-        try:
-            splits = load_data(args.data)
-        except DataError as error:
-            raise CompressError(str(error)) from None
-        try:
-            model = export.load_model(args.checkpoint)
-            export.check_writable(out)
-        except export.ExportError as error:
-            raise CompressError(str(error)) from None
-        if model.config.in_features != splits.in_features:
-            raise CompressError(
-                f"the model takes {model.config.in_features} features, the data has "
-                f"{splits.in_features}: pass the --data it was trained on"
-            )
-        reports = compress(
-            model,
-            splits,
-            out,
-            methods,
-            sparsity=args.sparsity,
-            features_off=args.features_off,
-            finetune_steps=args.finetune_steps,
-            calibration_batches=args.calibration_batches,
-            threads=args.threads,
-            rounds=args.rounds,
-            number=args.number,
-            max_accuracy_drop=args.max_accuracy_drop,
-        )
-        if args.triton:
-            for report in reports:
-                if report.runtime == "onnxruntime":
-                    name = f"{args.name}_{report.method.replace('-', '_')}"
-                    export.write_triton_onnx(args.triton, name=name, onnx_path=Path(report.path))
+        with staging.signals_raise():
+            model, splits = _inputs(args, methods)
+            folders = [out, args.triton] if args.triton else [out]
+            with staging.staged(*folders) as stages:
+                reports = compress(
+                    model,
+                    splits,
+                    out,
+                    methods,
+                    sparsity=args.sparsity,
+                    features_off=args.features_off,
+                    finetune_steps=args.finetune_steps,
+                    calibration_batches=args.calibration_batches,
+                    threads=args.threads,
+                    rounds=args.rounds,
+                    number=args.number,
+                    max_accuracy_drop=args.max_accuracy_drop,
+                    stage=stages[0],
+                )
+                if args.triton:
+                    add_to_triton(reports, stages[0], stages[1], args.name)
+    except KeyboardInterrupt as error:
+        written = f"{out} or {args.triton}" if args.triton else out
+        return staging.report_interrupt(error, written)
     except CompressError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -700,6 +744,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return 0
+
+
+def _inputs(args: argparse.Namespace, methods: Sequence[str]) -> tuple[Model, Splits]:
+    """Check the extras, load the data and the model, and make the output folders: every
+    check that needs no work done, in one place, before any is.
+
+    Raises:
+        CompressError: a missing extra, unreadable data or checkpoint, an unwritable
+            folder, or a model that does not fit the data.
+    """
+    if set(methods) & set(TORCHAO_METHODS):
+        _torchao_config(methods[0] if methods[0] in TORCHAO_METHODS else "int8-weight")
+    if set(methods) & set(ORT_METHODS) or args.triton:
+        for module in ("onnx", "onnxscript", "onnxruntime.quantization"):
+            _require(module)
+    try:
+        splits = load_data(args.data)
+    except DataError as error:
+        raise CompressError(str(error)) from None
+    try:
+        model = export.load_model(args.checkpoint)
+        export.check_writable(args.out)
+        if args.triton:
+            export.check_writable(args.triton, flag="--triton")
+    except export.ExportError as error:
+        raise CompressError(str(error)) from None
+    if model.config.in_features != splits.in_features:
+        raise CompressError(
+            f"the model takes {model.config.in_features} features, the data has "
+            f"{splits.in_features}: pass the --data it was trained on"
+        )
+    return model, splits
 
 
 if __name__ == "__main__":

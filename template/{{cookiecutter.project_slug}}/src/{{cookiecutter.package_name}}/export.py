@@ -33,14 +33,14 @@ import time
 import traceback
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from . import sharded_checkpoint
+from . import sharded_checkpoint, staging
 from .checkpoint import CheckpointError
 from .install_hint import install_command
 from .model import Model, ModelConfig
@@ -57,6 +57,7 @@ __all__ = [
     "export_triton_python",
     "load_model",
     "main",
+    "triton_name",
 ]
 
 FORMATS = ("onnx", "pt2", "aoti", "torchscript", "triton")
@@ -70,6 +71,9 @@ MIN_OPSET, MAX_OPSET = 14, 25
 # Parity: |artifact - eager| <= ATOL + RTOL * |eager|, elementwise, in float32. Exact
 # equality is not expected: ONNX Runtime fuses and reorders the same arithmetic.
 ATOL, RTOL = 1e-5, 1e-4
+# The largest --max-batch-size: the Triton parity check runs one batch of that size (of
+# in_features float32 each: 256 MiB at 1024 features).
+MAX_BATCH_SIZE = 65536
 # Batch 1 catches a batch dimension that was specialised during export.
 BATCH_SIZES = (1, 7, 64)
 
@@ -620,17 +624,18 @@ def quiet_exporters() -> None:
     )
 
 
-def check_writable(out: Path) -> None:
-    """Create ``out`` and prove that files can be written in it, before any export runs."""
+def check_writable(out: Path, flag: str = "--out") -> None:
+    """Create ``out`` and prove that files can be written in it, before any export runs;
+    errors name it as the option ``flag``."""
     if out.exists() and not out.is_dir():
-        raise ExportError(f"--out {out} is a file, not a folder: give a folder to write into")
+        raise ExportError(f"{flag} {out} is a file, not a folder: give a folder to write into")
     try:
         out.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=out):
             pass
     except OSError as error:
         raise ExportError(
-            f"--out {out} is not writable ({error.strerror or error}): give a folder you "
+            f"{flag} {out} is not writable ({error.strerror or error}): give a folder you "
             "can write to"
         ) from None
 
@@ -644,6 +649,32 @@ def _opset(text: str) -> int:
     if not MIN_OPSET <= value <= MAX_OPSET:
         raise argparse.ArgumentTypeError(
             f"opset {value} is not produced by the exporter: choose {MIN_OPSET} to {MAX_OPSET}"
+        )
+    return value
+
+
+def triton_name(text: str) -> str:
+    """argparse type of ``--name``: a Triton model name, which is a folder of the
+    repository, so a plain name: no path separator (``/``, ``\\``), not hidden (``.``,
+    ``..``), not empty."""
+    if not text or text.startswith(".") or any(char in text for char in "/\\\0"):
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a plain folder name: give a name such as "
+            "{{ cookiecutter.package_name }}, without '/' or a leading '.'"
+        )
+    return text
+
+
+def _max_batch_size(text: str) -> int:
+    """argparse type of ``--max-batch-size``: 1 to :data:`MAX_BATCH_SIZE`."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 1 <= value <= MAX_BATCH_SIZE:
+        raise argparse.ArgumentTypeError(
+            f"{value} is not from 1 to {MAX_BATCH_SIZE}: the parity check runs one batch "
+            "of that size"
         )
     return value
 
@@ -686,78 +717,99 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--name",
+        type=triton_name,
         default="{{ cookiecutter.package_name }}",
         help="Triton model name (default: %(default)s)",
     )
     parser.add_argument(
-        "--max-batch-size", type=int, default=64, help="Triton max_batch_size (default: 64)"
+        "--max-batch-size",
+        type=_max_batch_size,
+        default=64,
+        help=f"Triton max_batch_size, 1 to {MAX_BATCH_SIZE} (default: 64)",
     )
     return parser
 
 
+def export_formats(
+    model: Model, stage: staging.Stage, formats: Sequence[str], args: argparse.Namespace
+) -> list[Artifact]:
+    """Export ``model`` in each of ``formats`` into the staging folder ``stage`` (the
+    Triton entries reuse the ONNX and AOTInductor files); return the artifacts."""
+    example = example_input(model)
+    artifacts: list[Artifact] = []
+    onnx_path = aoti_path = None
+    if "onnx" in formats:
+        path = stage.entry("model.onnx")
+        artifacts.append(export_onnx(model, example, path, opset=args.opset))
+        onnx_path = path
+    if "pt2" in formats:
+        artifacts.append(export_pt2(model, example, stage.entry("model.pt2")))
+    if "aoti" in formats:
+        aoti_path = stage.entry("model.aoti.pt2")
+        artifacts.append(export_aoti(model, example, aoti_path))
+    if "torchscript" in formats:
+        artifacts.append(export_torchscript(model, example, stage.entry("model.torchscript.pt")))
+    if "triton" in formats:
+        repository = stage.path / "triton"
+        names = {"": args.name, "_python": f"{args.name}_python", "_aoti": f"{args.name}_aoti"}
+        for name in names.values():
+            stage.entry(f"triton/{name}")
+        artifact = export_triton(
+            model,
+            example,
+            repository,
+            name=names[""],
+            max_batch_size=args.max_batch_size,
+            onnx_path=onnx_path,
+            opset=args.opset,
+        )
+        artifacts.append(artifact)
+        onnx_copy = artifact.path / "1" / "model.onnx"
+        python = export_triton_python(
+            model,
+            example,
+            repository,
+            name=names["_python"],
+            onnx_path=onnx_copy,
+            max_batch_size=args.max_batch_size,
+        )
+        artifacts.append(python)
+        if aoti_path is not None:
+            artifacts.append(
+                export_triton_aoti(
+                    model,
+                    example,
+                    repository,
+                    name=names["_aoti"],
+                    onnx_path=onnx_copy,
+                    aoti_path=aoti_path,
+                )
+            )
+    return artifacts
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The command line. Every file is exported, saved and checked in a staging folder in
+    ``--out``, and moved into place only when all of them pass (:mod:`.staging`): an
+    error or an interrupt leaves ``--out`` as it was. Ctrl-C and SIGTERM print one line
+    and exit 130 and 143."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.max_batch_size < 1:
-        parser.error(f"--max-batch-size must be at least 1, got {args.max_batch_size}")
-    if not args.name or "/" in args.name or args.name.startswith("."):
-        parser.error(f"--name must be a plain folder name, got {args.name!r}")
     formats = FORMATS if args.format == "all" else (args.format,)
     quiet_exporters()
     out: Path = args.out
     try:
-        if {"onnx", "triton"} & set(formats):
-            for module in ("onnx", "onnxscript", "onnxruntime"):
-                _require(module)  # fail before any work is done
-        model = load_model(args.checkpoint)
-        check_writable(out)
-        example = example_input(model)
-        artifacts: list[Artifact] = []
-        onnx_path = aoti_path = None
-        if "onnx" in formats:
-            artifacts.append(export_onnx(model, example, out / "model.onnx", opset=args.opset))
-            onnx_path = artifacts[-1].path
-        if "pt2" in formats:
-            artifacts.append(export_pt2(model, example, out / "model.pt2"))
-        if "aoti" in formats:
-            artifacts.append(export_aoti(model, example, out / "model.aoti.pt2"))
-            aoti_path = artifacts[-1].path
-        if "torchscript" in formats:
-            artifacts.append(export_torchscript(model, example, out / "model.torchscript.pt"))
-        if "triton" in formats:
-            repository = out / "triton"
-            artifact = export_triton(
-                model,
-                example,
-                repository,
-                name=args.name,
-                max_batch_size=args.max_batch_size,
-                onnx_path=onnx_path,
-                opset=args.opset,
-            )
-            artifacts.append(artifact)
-            onnx_copy = artifact.path / "1" / "model.onnx"
-            artifacts.append(
-                export_triton_python(
-                    model,
-                    example,
-                    repository,
-                    name=f"{args.name}_python",
-                    onnx_path=onnx_copy,
-                    max_batch_size=args.max_batch_size,
-                )
-            )
-            if aoti_path is not None:
-                artifacts.append(
-                    export_triton_aoti(
-                        model,
-                        example,
-                        repository,
-                        name=f"{args.name}_aoti",
-                        onnx_path=onnx_copy,
-                        aoti_path=aoti_path,
-                    )
-                )
+        with staging.signals_raise():
+            if {"onnx", "triton"} & set(formats):
+                for module in ("onnx", "onnxscript", "onnxruntime"):
+                    _require(module)  # fail before any work is done
+            model = load_model(args.checkpoint)
+            check_writable(out)
+            with staging.staged(out) as (stage,):
+                artifacts = export_formats(model, stage, formats, args)
+                artifacts = [replace(a, path=stage.final(a.path)) for a in artifacts]
+    except KeyboardInterrupt as error:
+        return staging.report_interrupt(error, out)
     except ExportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
