@@ -77,7 +77,7 @@ def test_num_classes_in_the_file_wins_over_the_largest_label(tmp_path: Path) -> 
         ({"train_targets": np.zeros(256, np.float32)}, "train_targets must be a 1-D integer"),
         ({"train_targets": np.zeros(10, np.int64)}, "train_inputs has 256 rows and"),
         ({"val_inputs": np.zeros((64, 5), np.float32)}, "train_inputs has 8 features"),
-        ({"val_targets": -np.ones(64, np.int64)}, "class indices in [0, 3)"),
+        ({"val_targets": -np.ones(64, np.int64)}, "val_targets[0] is -1 (and 63 more)"),
     ],
     ids=["missing", "1-d-inputs", "float-labels", "lengths", "widths", "negative-label"],
 )
@@ -110,6 +110,63 @@ def test_an_unreadable_data_file_is_refused(
         path.write_bytes(content)
     with pytest.raises(DataError, match=expected):
         load_data(path)
+
+
+def damaged(path: Path, content: dict[str, Any], case: str) -> Path:
+    """A data file with one thing wrong, as ``case`` names it."""
+    if case.startswith(("empty", "truncated")):
+        whole = write(path, content).read_bytes()
+        path.write_bytes(b"" if case.startswith("empty") else whole[: len(whole) // 2])
+        return path
+    content = {key: value.copy() for key, value in content.items()}
+    if case == "num-classes-array":
+        content["num_classes"] = np.array([3, 3])
+    elif case == "label-of-1e9":
+        content["train_targets"][7] = 10**9  # the largest label + 1: a 256 GB layer
+    elif case == "label-above-num-classes":
+        content["num_classes"] = np.array(3)
+        content["val_targets"][9] = 3
+    elif case == "nan-in-train":
+        content["train_inputs"][5, 1] = np.nan
+    elif case == "inf-in-val":
+        content["val_inputs"][9, 0] = -np.inf
+    else:  # "beyond-float32": finite in float64, inf once training's float32
+        content["train_inputs"] = content["train_inputs"].astype(np.float64)
+        content["train_inputs"][2, 3] = 1e39
+    return write(path, content)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("empty.npz", "data.npz is not a readable data file (it is empty): write it again"),
+        ("empty.pt", "data.pt is not a readable data file (it is empty): write it again"),
+        ("truncated.npz", "data.npz is not a readable data file (BadZipFile"),
+        ("truncated.pt", "data.pt is not a readable data file ("),
+        ("num-classes-array", "num_classes must be one integer, got shape (2,)"),
+        ("label-of-1e9", "train_targets[7] is 1000000000, more than the 1000000 classes"),
+        ("label-above-num-classes", "val_targets[9] is 3, not a class index in [0, 3)"),
+        ("nan-in-train", "train_inputs row 5 holds nan in column 1 (1 of 256 rows"),
+        ("inf-in-val", "val_inputs row 9 holds -inf in column 0 (1 of 64 rows"),
+        ("beyond-float32", "train_inputs row 2 holds 1e+39, beyond float32's range, in"),
+    ],
+)
+def test_bad_data_stops_the_command_in_one_line_before_anything_is_written(
+    tmp_path: Path, case: str, expected: str
+) -> None:
+    """Each named, with the fix, instead of a traceback, a 256 GB allocation, a NaN loss
+    blamed on the learning rate, or a NaN validation loss and exit status 0."""
+    suffix = ".pt" if case.endswith(".pt") else ".npz"
+    path = damaged(tmp_path / f"data{suffix}", arrays(), case)
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as exited:
+        train.main(["--data", str(path), "--steps", "2", "--checkpoint-dir", str(run), *FAST])
+    message = exited.value.code
+    assert isinstance(message, str)  # sys.exit(str): one line on stderr, exit status 1
+    assert message.startswith(f"error: {path}")
+    assert expected in message
+    assert "\n" not in message
+    assert not run.exists()
 
 
 def test_training_on_a_data_file(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ import pytest
 import torch
 
 import {{ cookiecutter.package_name }}
-from {{ cookiecutter.package_name }} import train
+from {{ cookiecutter.package_name }} import sharded_checkpoint, train
 from {{ cookiecutter.package_name }}.model import Model
 
 # Batches of 256 make 16 steps an epoch (4096 samples): 20 steps cross an epoch boundary.
@@ -169,6 +169,90 @@ def test_bad_input_creates_no_folder(tmp_path: Path, case: str) -> None:
     args += ["--resume"] if case == "resume-without-checkpoint" else ["--batch-size", "5000"]
     one_line_error(args)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture(scope="module")
+def a_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder of a 2-step run, for tests that copy it and damage the copy."""
+    directory = tmp_path_factory.mktemp("a-run")
+    train.main(["--steps", "2", "--checkpoint-dir", str(directory), *FAST])
+    return directory
+
+
+def files(directory: Path) -> dict[str, bytes]:
+    """Every file under ``directory``, by relative path: what a refusal must not change."""
+    return {
+        str(path.relative_to(directory)): path.read_bytes()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("no-optimizer", "last.pt holds no optimizer state (weights only?), which training"),
+        ("no-optimizer-convert", "last.pt holds no optimizer state (weights only?), which"),
+        ("rng-of-another-size", "state of rank 0 is damaged (RuntimeError: Expected a CPU"),
+        ("rng-without-python", "state of rank 0 is damaged (KeyError: 'python'): resume from"),
+        ("rng-not-a-list", "state of rank 0 is damaged (TypeError: a str, not a list by rank)"),
+    ],
+)
+def test_a_damaged_checkpoint_is_refused_in_one_line_and_left_as_it_is(
+    a_run: Path, tmp_path: Path, case: str, expected: str
+) -> None:
+    """On --resume, and in the converter (``python -m my_model.sharded_checkpoint``)."""
+    directory = tmp_path / "run"
+    shutil.copytree(a_run, directory)
+    state = saved(directory)
+    if case.startswith("no-optimizer"):
+        del state["optimizer"]  # what a weights-only file (or a stripped checkpoint) lacks
+    elif case == "rng-of-another-size":
+        state["rng"][0]["torch"] = torch.zeros(3, dtype=torch.uint8)
+    elif case == "rng-without-python":
+        del state["rng"][0]["python"]
+    else:
+        state["rng"] = "damaged"
+    torch.save(state, directory / "last.pt")
+    before = files(directory)
+    if case.endswith("convert"):
+        destination = tmp_path / "sharded"
+        with pytest.raises(SystemExit) as exited:
+            sharded_checkpoint.main([str(directory / "last.pt"), str(destination)])
+        message = str(exited.value.code)
+        assert message.startswith("error: ")
+        assert "\n" not in message
+        assert not destination.exists()
+    else:
+        args = ["--steps", "4", "--resume", "--checkpoint-dir", str(directory), *FAST]
+        message = one_line_error(args)
+    assert f"{directory / 'last.pt'}" in message
+    assert expected in message
+    assert files(directory) == before
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--min-lr", "1", "--lr", "1e-3"], "--min-lr 1 is above --lr 0.001: the cosine would"),
+        (["--warmup-steps", "100"], "--warmup-steps 100 is more than --steps 3, the cosine's"),
+        (
+            ["--warmup-steps", "100", "--decay-steps", "50"],
+            "--warmup-steps 100 is more than --decay-steps 50, the cosine's length: ",
+        ),
+    ],
+    ids=["min-lr-above-lr", "warmup-longer-than-steps", "warmup-longer-than-decay"],
+)
+def test_a_schedule_that_would_not_decay_is_refused(
+    tmp_path: Path, flags: list[str], expected: str
+) -> None:
+    directory = tmp_path / "run"
+    message = one_line_error(["--steps", "3", *flags, "--checkpoint-dir", str(directory), *FAST])
+    assert expected in message
+    assert not directory.exists()
+    # The same warmup in the schedule of a longer run (resumed later) is fine.
+    args = train.parse_args(["--steps", "3", "--warmup-steps", "100", "--decay-steps", "500"])
+    assert train.build_schedule(args).decay_steps == 500
 
 
 def test_bad_input_exits_1_without_traceback(tmp_path: Path) -> None:
@@ -486,6 +570,23 @@ def test_help_gives_each_option_one_help_and_each_default_once(
         assert "(default: None)" not in help_text[0], option
 
 
+@pytest.mark.parametrize("value", [str(2**70), str(2**63), str(-(2**63) - 1)])
+def test_a_seed_beyond_64_bits_is_rejected_by_the_parser(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """torch.manual_seed takes no more (2**70 was a traceback), and the loop adds to it."""
+    with pytest.raises(SystemExit) as exited:
+        train.main([f"--seed={value}", "--steps", "1", "--no-tensorboard"])
+    assert exited.value.code == 2  # argparse's status for a usage error
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.endswith(
+        f"error: argument --seed: {value} is out of range: a seed is an integer from "
+        f"{-(2**63)} to {2**63 - 1}"
+    )
+    assert train.parse_args([f"--seed={-(2**63)}"]).seed == -(2**63)
+    assert train.parse_args([f"--seed={2**63 - 1}"]).seed == 2**63 - 1
+
+
 def test_config_that_is_not_a_run_record_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -565,22 +666,18 @@ def test_a_non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoin
 
 @pytest.mark.slow
 def test_a_non_finite_loss_exits_non_zero(tmp_path: Path) -> None:
-    data = tmp_path / "nan.pt"
-    inputs = torch.randn(64, 4)
-    inputs[3, 2] = float("nan")  # one bad sample: the input statistics become NaN
-    targets = torch.randint(2, (64,))
-    torch.save(
-        {"train_inputs": inputs, "train_targets": targets, "val_inputs": inputs,
-         "val_targets": targets},
-        data,
-    )  # fmt: skip
-    command = [sys.executable, "-m", MODULE, "--data", str(data), "--batch-size", "16"]
+    # NaN in the data is refused when it is loaded (test_data.py): here the learning rate.
+    command = [sys.executable, "-m", MODULE, "--lr", "1e30", "--log-every", "5"]
     command += ["--device", "cpu", "--no-tensorboard", "--checkpoint-dir", str(tmp_path / "c")]
     result = subprocess.run(
         command, env=ENV, capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 1
-    assert result.stderr.startswith("error: loss is nan at step 1: stopped; no checkpoint")
+    assert re.fullmatch(
+        r"error: (loss|gradient norm) is (nan|inf) at step [1-5]: stopped; no checkpoint "
+        r"was saved; try a lower --lr, --warmup-steps or --grad-clip\n",
+        result.stderr,
+    )
     assert not (tmp_path / "c" / "last.pt").exists()
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "load",
     "remove_old_steps",
     "resolve_start",
+    "restore_rng",
     "save",
     "step_path",
 ]
@@ -308,16 +309,43 @@ def load(
             "pass the same model options and --data (the data sets in_features and "
             "num_classes), or another --checkpoint-dir"
         )
+    optimizer_state = checkpoint.pop("optimizer", None)
+    if optimizer is not None and not isinstance(optimizer_state, dict):
+        raise CheckpointError(
+            f"{path} holds no optimizer state (weights only?), which training needs to go "
+            "on: use a last.pt or step-*.pt that training saved, or start a new run"
+        )
     try:
         model.load_state_dict(checkpoint.pop("model"))
-        optimizer_state = checkpoint.pop("optimizer", None)
         if optimizer is not None:
             optimizer.load_state_dict(optimizer_state)
-    except (RuntimeError, KeyError, ValueError, TypeError) as error:
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as error:
         message = " ".join(str(error).split())  # torch's message spans lines; keep one
         raise CheckpointError(f"{path} does not fit this model: {message}") from None
-    states = checkpoint.get("rng", [])
-    states = [states] if isinstance(states, dict) else states  # one process's, unlisted
-    if rank < len(states):
-        set_rng_state(states[rank])
+    restore_rng(path, checkpoint.get("rng", []), rank)
     return checkpoint
+
+
+def restore_rng(path: Path, states: Any, rank: int) -> None:
+    """Set the generators to rank ``rank``'s states among ``states`` (a list by rank, or
+    one process's dict), if it has any; all of them or none.
+
+    Raises:
+        CheckpointError: damaged states, named with the rank and the checkpoint.
+    """
+    states = [states] if isinstance(states, dict) else states  # one process's, unlisted
+    if isinstance(states, list) and rank >= len(states):
+        return  # a rank the saving run did not have: it keeps the seed's generators
+    before = rng_state()
+    try:
+        if not isinstance(states, list):
+            raise TypeError(f"a {type(states).__name__}, not a list by rank")
+        set_rng_state(states[rank])
+    except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as error:
+        set_rng_state(before)
+        message = " ".join(str(error).split())
+        raise CheckpointError(
+            f"{path}: the random number generator state of rank {rank} is damaged "
+            f"({type(error).__name__}: {message}): resume from another checkpoint of the "
+            "run (best.pt, step-*.pt), or start a new run in another --checkpoint-dir"
+        ) from None

@@ -13,6 +13,12 @@ key                     shape         dtype
 ``num_classes``         ``()``        optional: ``C``, else the largest index + 1
 ======================  ============  =========================================
 
+What :func:`load_data` refuses, in one line that names the array, the row and the fix:
+an unreadable file (empty, truncated), a missing key, a wrong shape or dtype, a label
+outside ``[0, C)`` (and a class count above :data:`MAX_CLASSES`: one stray label of
+10**9 would otherwise ask for a 256 GB output layer), and NaN or inf among the inputs
+(which would surface as a NaN loss at the first step, or a NaN validation loss).
+
 The data decides the model's ``in_features`` (``F``) and ``num_classes`` (``C``). A CSV
 becomes such a file in a few lines of numpy::
 
@@ -26,7 +32,10 @@ batches to the device) is done by ``train.py`` and works unchanged.
 
 from __future__ import annotations
 
+import math
 import pickle
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -35,11 +44,34 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-__all__ = ["ClassificationData", "DataError", "Splits", "load_data", "synthetic_split"]
+__all__ = [
+    "MAX_CLASSES",
+    "ClassificationData",
+    "DataError",
+    "Splits",
+    "load_data",
+    "synthetic_split",
+]
 
 Split = Literal["train", "val"]
 KEYS = ("train_inputs", "train_targets", "val_inputs", "val_targets")
 SUFFIXES = (".npz", ".pt")
+# What numpy and torch raise for a file that is not (or no longer) what its suffix says.
+UNREADABLE = (
+    OSError,
+    EOFError,
+    ValueError,
+    TypeError,
+    KeyError,
+    RuntimeError,
+    zipfile.BadZipFile,
+    zlib.error,
+)
+# The most classes a data file may have: a sanity bound on the output layer (hidden x C
+# weights: at the default width 64 M of them, 256 MB, and four times that with gradients
+# and Adam's moments), so that a stray label or num_classes of 10**9 is refused by name
+# instead of failing as a 256 GB allocation. Raise it for data with more classes.
+MAX_CLASSES = 1_000_000
 
 
 class DataError(Exception):
@@ -139,22 +171,85 @@ def load_data(path: Path | None = None) -> Splits:
             f"{path}: train_inputs has {arrays['train_inputs'].shape[1]} features, "
             f"val_inputs {arrays['val_inputs'].shape[1]}"
         )
-    targets = torch.cat([arrays["train_targets"], arrays["val_targets"]])
-    largest = int(targets.max())
-    num_classes = int(arrays["num_classes"]) if "num_classes" in arrays else largest + 1
-    if int(targets.min()) < 0 or largest >= num_classes:
-        raise DataError(
-            f"{path}: targets must be class indices in [0, {num_classes}), found "
-            f"{int(targets.min())} .. {largest}"
-        )
+    num_classes = _num_classes(path, arrays)
+    for split in ("train", "val"):
+        _check_labels(path, f"{split}_targets", arrays[f"{split}_targets"], num_classes)
+    if num_classes is None:
+        num_classes = 1 + max(int(arrays[f"{split}_targets"].max()) for split in ("train", "val"))
     train, val = (
         ClassificationData(
-            arrays[f"{split}_inputs"].float().contiguous(),
+            _finite_inputs(path, f"{split}_inputs", arrays[f"{split}_inputs"]),
             arrays[f"{split}_targets"].long().contiguous(),
         )
         for split in ("train", "val")
     )
     return Splits(train, val, num_classes, str(path))
+
+
+def _num_classes(path: Path, arrays: dict[str, Tensor]) -> int | None:
+    """The file's ``num_classes``: one integer in ``[1, MAX_CLASSES]``; None without one."""
+    if "num_classes" not in arrays:
+        return None
+    value = arrays["num_classes"]
+    integer = not (value.is_floating_point() or value.is_complex() or value.dtype == torch.bool)
+    if value.numel() != 1 or not integer:
+        raise DataError(
+            f"{path}: num_classes must be one integer, got shape {tuple(value.shape)} of "
+            f"{value.dtype}: save it as numpy.int64(C) or torch.tensor(C), or leave it out "
+            "(then it is the largest label + 1)"
+        )
+    count = int(value.item())
+    if not 1 <= count <= MAX_CLASSES:
+        raise DataError(
+            f"{path}: num_classes is {count}, not in [1, {MAX_CLASSES}]: save the number of "
+            "classes (or raise data.MAX_CLASSES for data with more)"
+        )
+    return count
+
+
+def _check_labels(path: Path, key: str, targets: Tensor, num_classes: int | None) -> None:
+    """Every label a class index in ``[0, num_classes)``, or below :data:`MAX_CLASSES`
+    without ``num_classes``; else the first bad one, by index, and how many there are."""
+    limit = MAX_CLASSES if num_classes is None else num_classes
+    bad = (targets < 0) | (targets >= limit)
+    if not bool(bad.any()):
+        return
+    index = int(bad.nonzero()[0, 0])
+    value = int(targets[index])
+    count = int(bad.sum())
+    others = f" (and {count - 1} more)" if count > 1 else ""
+    if num_classes is None:
+        why = (
+            f"more than the {MAX_CLASSES} classes data.py allows (without num_classes in "
+            "the file, the largest label + 1 is the class count)"
+        )
+        fix = "fix the label, or raise data.MAX_CLASSES for data with that many classes"
+        if value < 0:
+            why, fix = "not a class index (labels count from 0)", "fix the label"
+    else:
+        why = f"not a class index in [0, {num_classes}) (num_classes is {num_classes})"
+        fix = "fix the label, or the file's num_classes"
+    raise DataError(f"{path}: {key}[{index}] is {value}{others}, {why}: {fix}")
+
+
+def _finite_inputs(path: Path, key: str, inputs: Tensor) -> Tensor:
+    """``inputs`` as float32, refused if any value is NaN or inf (or beyond float32's range):
+    one such value makes the loss NaN at the first step, or the validation loss NaN."""
+    converted = inputs.float().contiguous()
+    finite_rows = torch.isfinite(converted).all(dim=1)
+    if bool(finite_rows.all()):
+        return converted
+    row = int((~finite_rows).nonzero()[0, 0])
+    column = int((~torch.isfinite(converted[row])).nonzero()[0, 0])
+    value = float(inputs[row, column])
+    what = f"{value:g}, beyond float32's range," if math.isfinite(value) else f"{value}"
+    count = int((~finite_rows).sum())
+    loss = "training loss" if key.startswith("train") else "validation loss"
+    raise DataError(
+        f"{path}: {key} row {row} holds {what} in column {column} ({count} of "
+        f"{len(inputs)} rows are not finite, which makes the {loss} NaN): drop or fix "
+        "those rows (numpy.isfinite finds them)"
+    )
 
 
 def _read(path: Path) -> dict[str, Tensor]:
@@ -173,14 +268,19 @@ def _read(path: Path) -> dict[str, Tensor]:
             return {str(key): value for key, value in loaded.items()}
         import numpy as np  # noqa: PLC0415  (numpy comes with torch's usual installs)
 
-        with np.load(path, allow_pickle=False) as archive:
+        # Our own file object: np.load leaks the one it opens when the zip is damaged.
+        with path.open("rb") as file, np.load(file, allow_pickle=False) as archive:
             return {key: torch.from_numpy(archive[key]) for key in archive.files}
     except DataError:
         raise
     except ImportError:
         raise DataError(f"--data {path}: reading .npz needs numpy (pip install numpy)") from None
-    except (OSError, ValueError, TypeError, RuntimeError, pickle.UnpicklingError) as error:
-        first_line = (str(error).strip().splitlines() or [""])[0]
+    except (*UNREADABLE, pickle.UnpicklingError) as error:
+        # Empty (EOFError), truncated (BadZipFile, EOFError, RuntimeError), or not one.
+        first_line = (str(error).strip().splitlines() or [""])[0].split(". ")[0]
+        why = "it is empty" if path.stat().st_size == 0 else type(error).__name__
+        why += f": {first_line}" if first_line and path.stat().st_size else ""
         raise DataError(
-            f"{path} is not a readable data file ({type(error).__name__}: {first_line})"
+            f"{path} is not a readable data file ({why}): write it again (numpy.savez, or "
+            "torch.save of a dict of tensors; see data.py)"
         ) from None

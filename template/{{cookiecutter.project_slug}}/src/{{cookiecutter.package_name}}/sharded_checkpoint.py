@@ -409,9 +409,9 @@ def convert(source: Path, destination: Path) -> Path:
         if destination.exists():
             raise CheckpointError(f"{destination} exists: name a new file, to overwrite nothing")
         model = build_model(source)
-        destination.parent.mkdir(parents=True, exist_ok=True)
         optimizer = _optimizer(model)
         loaded = load(source, model, optimizer)
+        destination.parent.mkdir(parents=True, exist_ok=True)  # once the source is read
         checkpoint.save(destination, model, optimizer, loaded.step, loaded.loop_state)
         return destination
     if source.is_file():

@@ -89,6 +89,23 @@ POSITIVE_INT = number(int, 0, inclusive=False)
 NATURAL = number(int, 0, inclusive=True)
 POSITIVE_FLOAT = number(float, 0.0, inclusive=False)
 NON_NEGATIVE_FLOAT = number(float, 0.0, inclusive=True)
+# A seed is a signed 64-bit integer: torch.manual_seed takes up to 2**64 - 1, and the
+# loop adds the rank, the sampler the epoch, so the seed itself stays below 2**63.
+SEED_RANGE = (-(2**63), 2**63 - 1)
+
+
+def parse_seed(text: str) -> int:
+    """An argparse ``type``: an integer in :data:`SEED_RANGE`."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    low, high = SEED_RANGE
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(
+            f"{text} is out of range: a seed is an integer from {low} to {high}"
+        )
+    return value
 
 
 class DefaultsOnceFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -112,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--steps", type=POSITIVE_INT, default=1000, help="total optimizer steps")
     add("--batch-size", type=POSITIVE_INT, default=64, help="samples per micro-batch and process")
     add("--grad-accum", type=POSITIVE_INT, default=1, help="micro-batches per optimizer step")
-    add("--seed", type=int, default=0, help="initial weights, batch order, dropout streams")
+    add("--seed", type=parse_seed, default=0, help="initial weights, batch order, dropout streams")
     add(
         "--device",
         choices=["auto", "cpu", "cuda", "mps"],
@@ -151,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--schedule",
         choices=["cosine", "constant"],
         default="cosine",
-        help="after the warmup: cosine down to --min-lr, or constant --lr",
+        help="cosine: warmup, then down to --min-lr; constant: --lr throughout (no warmup)",
     )
     opt.add_argument("--warmup-steps", type=NATURAL, default=0, help="linear warmup steps")
     opt.add_argument("--min-lr", type=NON_NEGATIVE_FLOAT, help="cosine floor (default: lr/10)")
@@ -404,8 +421,27 @@ def wrap_model(
 
 
 def build_schedule(args: argparse.Namespace) -> Schedule:
+    """The learning rate schedule of the flags; a cosine that would not decay is refused:
+    a --min-lr above --lr, or a warmup longer than the cosine (--decay-steps, else
+    --steps: a run to be resumed to more steps gives --decay-steps, its full length)."""
     min_lr = args.lr / 10 if args.min_lr is None else args.min_lr
     decay_steps = args.steps if args.decay_steps is None else args.decay_steps
+    if args.schedule == "cosine" and min_lr > args.lr:
+        raise TrainingError(
+            f"--min-lr {min_lr:g} is above --lr {args.lr:g}: the cosine would raise the "
+            "learning rate; give a --min-lr of at most --lr (default: --lr / 10)"
+        )
+    if args.schedule == "cosine" and args.warmup_steps > decay_steps:
+        if args.decay_steps is None:
+            length = "--steps"
+            fix = "or give --decay-steps (the full length of a run to be resumed further)"
+        else:
+            length, fix = "--decay-steps", "or raise --decay-steps"
+        raise TrainingError(
+            f"--warmup-steps {args.warmup_steps} is more than {length} {decay_steps}, the "
+            f"cosine's length: the learning rate would never reach --lr; lower "
+            f"--warmup-steps, {fix}"
+        )
     return Schedule(args.lr, args.schedule, args.warmup_steps, decay_steps, min_lr)
 
 
@@ -716,6 +752,7 @@ def first_non_finite(values: list[list[float]], first_step: int) -> tuple[int, s
 
 def train(args: argparse.Namespace, stop: GracefulStop) -> dict[str, float]:
     """Train as ``args`` say; return the last evaluation's metrics."""
+    schedule = build_schedule(args)  # first: flags that contradict each other
     # World: processes and devices. Under torchrun each process drives one device.
     world = World.from_env()
     device = pick_device(args.device, world)
@@ -755,7 +792,6 @@ def train(args: argparse.Namespace, stop: GracefulStop) -> dict[str, float]:
     if args.compile and strategy == "fsdp" and world.is_main:
         log("--compile under FSDP: each layer is compiled on its own, the rest runs eagerly")
     optimizer = optim.build_optimizer(model, lr=args.lr, weight_decay=args.weight_decay)
-    schedule = build_schedule(args)
 
     # Resume: weights, moments, RNG states, and the loop's own state.
     step, best_val_loss, micro_batches = 0, math.inf, 0
