@@ -218,15 +218,19 @@ def test_resume_needs_a_checkpoint(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("clean", [True, False])
 def test_temporary_files_of_killed_saves_are_removed(tmp_path: Path, clean: bool) -> None:
-    leftovers = [tmp_path / ".last.pt.abc123", tmp_path / ".best.pt.k9"]
+    # mkstemp's names (".NAME." and 8 characters), and the temporary of an older config.json
+    names = [".last.pt.abc12345", ".best.pt.k9_k9k9k", ".step-00000010.pt.a1b2c3d4"]
+    leftovers = [tmp_path / name for name in [*names, ".config.json.tmp"]]
     for leftover in leftovers:
         leftover.write_bytes(b"x" * 1000)
-    other = tmp_path / "notes.txt"
-    other.write_text("mine")
+    # The user's: only the exact names of what a save writes are removed.
+    others = [tmp_path / name for name in ["notes.txt", ".last.pt.bak", ".mine.pt.abc12345"]]
+    for other in others:
+        other.write_text("mine")
     start = checkpoint.resolve_start(tmp_path, resume=False, clean=clean)
     assert sorted(start.removed) == (sorted(leftovers) if clean else [])
     assert all(p.exists() != clean for p in leftovers)
-    assert other.exists()
+    assert all(other.exists() for other in others)
 
 
 def test_links_are_copies_that_keep_their_content_when_the_source_is_saved_again(
