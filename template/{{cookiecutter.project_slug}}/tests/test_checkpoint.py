@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import io
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -259,3 +261,32 @@ def test_only_the_newest_step_checkpoints_are_kept(tmp_path: Path) -> None:
     assert checkpoint.saved_step(tmp_path / "step-00000015.pt") == 15
     checkpoint.remove_old_steps(tmp_path, keep=0)  # 0: step checkpoints are not managed
     assert len(list(tmp_path.glob("step-*.pt"))) == 2
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the run folder's lock is fcntl.flock")
+def test_a_run_folder_has_one_owner_at_a_time(tmp_path: Path) -> None:
+    assert checkpoint.RunLock(tmp_path / "none").acquire() is False  # no folder: nothing
+    with checkpoint.RunLock(tmp_path) as first:
+        assert first.acquire()
+        with pytest.raises(CheckpointError, match=rf"in use by another run \(pid {os.getpid()}\)"):
+            checkpoint.RunLock(tmp_path).acquire()  # another descriptor: refused, here too
+        assert (tmp_path / ".lock").exists()
+    assert list(tmp_path.iterdir()) == []  # released: the file goes with it
+    with checkpoint.RunLock(tmp_path) as again:
+        assert again.acquire()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the run folder's lock is fcntl.flock")
+def test_a_file_system_without_locks_is_used_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_locks(*_: object) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(checkpoint.fcntl, "flock", no_locks)
+    with checkpoint.RunLock(tmp_path) as lock:
+        assert lock.acquire()
+        assert lock.held
+        assert lock.warning is not None
+        assert "cannot be locked" in lock.warning
+        assert list(tmp_path.iterdir()) == []  # no .lock file left for nothing

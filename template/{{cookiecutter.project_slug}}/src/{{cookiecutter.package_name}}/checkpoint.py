@@ -331,14 +331,17 @@ class RunLock:
     crashed or was killed leaves nothing stuck (a ``.lock`` file, unlocked, that the next
     holder takes over). A release removes the file while still holding it; a process that
     waited on the removed file sees so and locks the new one. The file holds the pid, for
-    the message. On Windows there is no lock: :attr:`held` is true at once.
+    the message. On Windows, and on a file system without ``flock`` (Lustre mounted
+    ``noflock``, NFS without lockd), there is no lock: :attr:`held` is true at once, and
+    :attr:`warning` says so.
     """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self.path = directory / LOCK
-        self._descriptor: int | None = None
+        self._descriptor: int | None = None  # -1: held without a lock
         self._pid = os.getpid()
+        self.warning: str | None = None
 
     @property
     def held(self) -> bool:
@@ -370,6 +373,8 @@ class RunLock:
                 )
             time.sleep(0.2)
         self._descriptor = descriptor
+        if descriptor < 0:
+            return True
         _HELD.add(descriptor)
         with contextlib.suppress(OSError):  # the pid is for messages only: a full disk is fine
             os.ftruncate(descriptor, 0)
@@ -377,7 +382,8 @@ class RunLock:
         return True
 
     def _try_lock(self) -> int | None:
-        """A descriptor of the locked file at :attr:`path`, or None while another holds it."""
+        """A descriptor of the locked file at :attr:`path`, None while another holds it,
+        or -1 where the file system cannot lock."""
         while True:
             try:
                 descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
@@ -388,6 +394,15 @@ class RunLock:
             except BlockingIOError:
                 os.close(descriptor)
                 return None
+            except OSError as error:  # ENOSYS, ENOLCK, EOPNOTSUPP: no locks here
+                if os.fstat(descriptor).st_size == 0:  # made just now: take it back
+                    self.path.unlink(missing_ok=True)
+                os.close(descriptor)
+                self.warning = (
+                    f"{self.directory} cannot be locked ({error.strerror}): make sure no "
+                    "other run writes into it"
+                )
+                return -1
             try:  # the holder may have removed the file between our open and flock
                 current = self.path.stat()
                 opened = os.fstat(descriptor)

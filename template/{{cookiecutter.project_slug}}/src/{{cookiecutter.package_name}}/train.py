@@ -590,14 +590,15 @@ def claim_run_folder(
     that took it in between is refused as it would have been at the checks."""
     directory = args.checkpoint_dir
     checkpoint.create_run_folder(directory)
-    if lock.held:
-        return
-    lock.acquire()  # the folder exists now: another run holding it is refused
-    again = sharded_checkpoint.resolve_start(
-        directory, args.resume, sharded=sharded, restart=world.restart
-    )
-    if again.resume_from != start.resume_from:
-        raise TrainingError(f"{directory} changed while this run started: start it again")
+    if not lock.held:
+        lock.acquire()  # the folder exists now: another run holding it is refused
+        again = sharded_checkpoint.resolve_start(
+            directory, args.resume, sharded=sharded, restart=world.restart
+        )
+        if again.resume_from != start.resume_from:
+            raise TrainingError(f"{directory} changed while this run started: start it again")
+    if lock.warning is not None:  # a file system without locks
+        log(f"warning: {lock.warning}")
 
 
 def git_commit() -> str | None:
