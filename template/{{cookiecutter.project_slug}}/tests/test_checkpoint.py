@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import io
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -218,15 +220,19 @@ def test_resume_needs_a_checkpoint(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("clean", [True, False])
 def test_temporary_files_of_killed_saves_are_removed(tmp_path: Path, clean: bool) -> None:
-    leftovers = [tmp_path / ".last.pt.abc123", tmp_path / ".best.pt.k9"]
+    # mkstemp's names (".NAME." and 8 characters), and the temporary of an older config.json
+    names = [".last.pt.abc12345", ".best.pt.k9_k9k9k", ".step-00000010.pt.a1b2c3d4"]
+    leftovers = [tmp_path / name for name in [*names, ".config.json.tmp"]]
     for leftover in leftovers:
         leftover.write_bytes(b"x" * 1000)
-    other = tmp_path / "notes.txt"
-    other.write_text("mine")
+    # The user's: only the exact names of what a save writes are removed.
+    others = [tmp_path / name for name in ["notes.txt", ".last.pt.bak", ".mine.pt.abc12345"]]
+    for other in others:
+        other.write_text("mine")
     start = checkpoint.resolve_start(tmp_path, resume=False, clean=clean)
     assert sorted(start.removed) == (sorted(leftovers) if clean else [])
     assert all(p.exists() != clean for p in leftovers)
-    assert other.exists()
+    assert all(other.exists() for other in others)
 
 
 def test_links_are_copies_that_keep_their_content_when_the_source_is_saved_again(
@@ -255,3 +261,32 @@ def test_only_the_newest_step_checkpoints_are_kept(tmp_path: Path) -> None:
     assert checkpoint.saved_step(tmp_path / "step-00000015.pt") == 15
     checkpoint.remove_old_steps(tmp_path, keep=0)  # 0: step checkpoints are not managed
     assert len(list(tmp_path.glob("step-*.pt"))) == 2
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the run folder's lock is fcntl.flock")
+def test_a_run_folder_has_one_owner_at_a_time(tmp_path: Path) -> None:
+    assert checkpoint.RunLock(tmp_path / "none").acquire() is False  # no folder: nothing
+    with checkpoint.RunLock(tmp_path) as first:
+        assert first.acquire()
+        with pytest.raises(CheckpointError, match=rf"in use by another run \(pid {os.getpid()}\)"):
+            checkpoint.RunLock(tmp_path).acquire()  # another descriptor: refused, here too
+        assert (tmp_path / ".lock").exists()
+    assert list(tmp_path.iterdir()) == []  # released: the file goes with it
+    with checkpoint.RunLock(tmp_path) as again:
+        assert again.acquire()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the run folder's lock is fcntl.flock")
+def test_a_file_system_without_locks_is_used_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_locks(*_: object) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(checkpoint.fcntl, "flock", no_locks)
+    with checkpoint.RunLock(tmp_path) as lock:
+        assert lock.acquire()
+        assert lock.held
+        assert lock.warning is not None
+        assert "cannot be locked" in lock.warning
+        assert list(tmp_path.iterdir()) == []  # no .lock file left for nothing

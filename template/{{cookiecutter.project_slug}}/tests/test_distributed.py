@@ -348,6 +348,22 @@ def test_train_one_process_fsdp_writes_a_sharded_checkpoint(
     assert not (tmp_path / "last.pt").exists()
 
 
+def test_fsdp_keeps_and_removes_only_the_checkpoint_folders_it_wrote(tmp_path: Path) -> None:
+    """The user's folders in the run folder, even named like a step or a save under way,
+    are neither counted by --keep nor removed: only step-XXXXXXXX/ with DCP's metadata."""
+    mine = ["step-notes", "step-00000002-manual-backup", "step-00000005", "step-notes.tmp"]
+    for name in mine:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "notes.txt").write_text("mine")
+    argv = [*FAST, "--steps", "30", "--strategy", "fsdp", "--keep", "1", "--hidden-features", "16"]
+    train.main([*argv, "--checkpoint-dir", str(tmp_path)])
+    assert sharded_checkpoint.read_meta(tmp_path / "last")["step"] == 30
+    assert all((tmp_path / name / "notes.txt").read_text() == "mine" for name in mine)
+    ours = sorted(p.name for p in tmp_path.glob("step-*") if (p / ".metadata").is_file())
+    best = (tmp_path / "best").readlink().name
+    assert ours == sorted({"step-00000030", best})  # --keep 1: the newest, and best
+
+
 def test_export_reads_a_sharded_folder(tmp_path: Path) -> None:
     model, optimizer = trained_model()
     sharded_checkpoint.save(tmp_path, model, optimizer, 2, best=True)

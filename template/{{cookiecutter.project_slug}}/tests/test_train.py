@@ -426,11 +426,153 @@ def test_a_fresh_start_over_an_existing_run_is_refused(tmp_path: Path) -> None:
 
 def test_temporary_files_of_a_killed_save_are_removed_at_the_next_start(tmp_path: Path) -> None:
     train.main(["--steps", "5", "--checkpoint-dir", str(tmp_path), *FAST])
-    leftover = tmp_path / ".last.pt.x1y2z3"  # what atomic_save leaves when killed mid-write
+    leftover = tmp_path / ".last.pt.x1y2z3w4"  # what atomic_save leaves when killed mid-write
     leftover.write_bytes((tmp_path / "last.pt").read_bytes()[:100])
     train.main(["--steps", "10", "--checkpoint-dir", str(tmp_path), "--resume", *FAST])
     assert not leftover.exists()
     assert saved(tmp_path)["step"] == 10
+
+
+# A process that holds a run folder's lock as a run does, without importing torch: cheap.
+HOLD_LOCK = (
+    "import fcntl, os, socket, sys, time; "
+    "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); fcntl.flock(fd, fcntl.LOCK_EX); "
+    "os.write(fd, f'{os.getpid()} {socket.gethostname()}\\n'.encode()); "
+    "print('locked', flush=True); time.sleep(300)"
+)
+
+
+def in_use(directory: Path, pid: int) -> str:
+    return (
+        f"error: {directory} is in use by another run (pid {pid}): wait for it to end, or "
+        "pass another --checkpoint-dir"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.name != "posix", reason="the run folder's lock is fcntl.flock")
+def test_a_second_run_in_a_folder_in_use_is_refused_before_it_touches_anything(
+    tmp_path: Path,
+) -> None:
+    """Two real processes: a long run, then a second start in its folder (a --resume: the
+    start that would get furthest). The second refuses in one line before it cleans up
+    anything, so the first run's save under way keeps its temporary; the first then
+    finishes, and its checkpoint and metrics are its own."""
+    command = [sys.executable, "-m", MODULE, *FAST, "--hidden-features", "16"]
+    command += ["--checkpoint-dir", str(tmp_path)]
+    in_flight = tmp_path / ".last.pt.a1b2c3d4"  # a save of the first run, under way
+    with subprocess.Popen(
+        [*command, "--steps", "1000000", "--log-every", "1"],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as first:
+        try:
+            deadline = time.monotonic() + 120
+            while not (tmp_path / "last.pt").exists():  # the first save, at step 10
+                assert first.poll() is None, first.communicate()
+                assert time.monotonic() < deadline, "no checkpoint within 120 s"
+                time.sleep(0.05)
+            in_flight.write_bytes(b"half a checkpoint")
+            second = subprocess.run(
+                [*command, "--steps", "20", "--resume"],
+                env=ENV,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
+            )
+            assert first.poll() is None, "the first run ended before the second started"
+            first.send_signal(signal.SIGTERM)
+            out, err = first.communicate(timeout=60)
+        finally:
+            first.kill()
+    assert second.returncode == 1
+    assert second.stderr == in_use(tmp_path, first.pid) + "\n"
+    assert in_flight.exists()  # the second start cleaned up nothing
+    assert first.returncode == 0, err
+    assert "SIGTERM: saved" in out
+    events = [r["event"] for r in records(tmp_path) if "event" in r]
+    assert events == ["start"]  # no "resume" of the second run in between
+    assert not (tmp_path / "resumes.jsonl").exists()
+    assert saved(tmp_path)["step"] == records(tmp_path)[-1]["step"]
+    assert not (tmp_path / ".lock").exists()  # the run is over: the folder is free
+
+
+@pytest.mark.skipif(os.name != "posix", reason="the run folder's lock is fcntl.flock")
+def test_a_lock_dies_with_its_process(tmp_path: Path) -> None:
+    """A holder killed by SIGKILL leaves its .lock file, but no lock: the next run takes
+    the folder over at once (a restarted torchrun group after the dead one's processes)."""
+    args = [*FAST, "--hidden-features", "16", "--checkpoint-dir", str(tmp_path)]
+    train.main([*args, "--steps", "5"])
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(tmp_path / ".lock")],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        try:
+            assert holder.stdout is not None
+            assert holder.stdout.readline() == "locked\n"
+            assert one_line_error([*args, "--steps", "10", "--resume"]) == in_use(
+                tmp_path, holder.pid
+            )
+        finally:
+            holder.kill()  # SIGKILL: no clean-up
+    assert (tmp_path / ".lock").exists()
+    train.main([*args, "--steps", "10", "--resume"])
+    assert saved(tmp_path)["step"] == 10
+    assert not (tmp_path / ".lock").exists()
+
+
+def test_keep_counts_and_removes_only_the_checkpoints_it_wrote(tmp_path: Path) -> None:
+    mine = {"step-manual-backup.pt": b"mine", "step-1.pt": b"mine", "step-00000099.pt.bak": b"x"}
+    for name, content in mine.items():
+        (tmp_path / name).write_bytes(content)
+    args = ["--steps", "30", "--keep", "1", "--hidden-features", "16"]
+    train.main([*args, *FAST, "--checkpoint-dir", str(tmp_path)])
+    assert saved(tmp_path, "step-00000030.pt")["step"] == 30  # the newest is kept
+    assert sorted(p.name for p in tmp_path.glob("step-0*.pt")) == ["step-00000030.pt"]
+    assert {name: (tmp_path / name).read_bytes() for name in mine} == mine
+
+
+@pytest.mark.skipif(os.name != "posix", reason="RLIMIT_FSIZE: a POSIX file-size limit")
+@pytest.mark.parametrize(("limit", "when"), [(500, "at start"), (8000, "during training")])
+def test_a_full_disk_stops_in_one_line_and_leaves_no_temporary(
+    tmp_path: Path, limit: int, when: str
+) -> None:
+    """A file-size limit (``ulimit -f``) fails writes as a full disk does: config.json
+    (about 1 KB) at start, last.pt (about 30 KB) at the first save. One line names the
+    folder and the problem; each failing write removed its temporary; what was written
+    before is whole."""
+    import resource  # noqa: PLC0415  (POSIX only)
+
+    def limited() -> None:  # in the child: Python ignores SIGXFSZ, so the write fails
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    directory = tmp_path / "run"
+    command = [sys.executable, "-m", MODULE, *FAST, "--hidden-features", "16", "--steps", "20"]
+    result = subprocess.run(
+        [*command, "--checkpoint-dir", str(directory)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        preexec_fn=limited,
+    )
+    assert result.returncode == 1, result.stderr
+    line = result.stderr
+    assert line.startswith(f"error: cannot write to {directory}: File too large ("), line
+    assert line.endswith("or pass another --checkpoint-dir; what was saved before is whole\n")
+    assert line.count("\n") == 1
+    names = sorted(p.name for p in directory.iterdir())
+    if when == "at start":
+        assert names == [".gitignore"]  # no config.json, no temporary, no lock
+    else:
+        assert names == [".gitignore", "config.json", "metrics.jsonl"]
+        json.loads((directory / "config.json").read_text(encoding="utf-8"))
+        assert [r["step"] for r in records(directory)] == [0, 5, 10, 10]  # whole lines
 
 
 def test_checkpoints_get_the_permissions_of_the_other_files(tmp_path: Path) -> None:

@@ -18,33 +18,49 @@ containers only and refuses anything else: a checkpoint from elsewhere cannot ru
 
 A run folder holds ``last.pt`` (the latest), ``best.pt`` (the lowest validation loss) and,
 with ``--keep N``, the N latest ``step-XXXXXXXX.pt``. :func:`resolve_start` decides
-whether a run may start there at all; :func:`create_run_folder` makes it, git-ignored.
+whether a run may start there at all; :func:`create_run_folder` makes it, git-ignored;
+:class:`RunLock` makes one process at a time its owner. What the code removes there is
+only what it wrote, by exact name (:data:`STEP_FILE`, :data:`TEMPORARY`): a file of the
+user's, even ``step-backup.pt``, is neither counted nor deleted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import os
 import pickle
 import random
+import re
 import shutil
+import socket
+import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Self, cast
 
 import torch
 
 from .model import Model
 
+if sys.platform != "win32":
+    import fcntl
+
 __all__ = [
     "CheckpointError",
+    "RunLock",
     "Start",
+    "append_line",
     "atomic_copy",
     "atomic_save",
+    "atomic_write_text",
     "check_writable",
     "create_run_folder",
+    "disk_full_in_one_line",
     "load",
     "remove_old_steps",
     "resolve_start",
@@ -55,7 +71,16 @@ __all__ = [
 
 LAST = "last.pt"
 BEST = "best.pt"
-STEP_PATTERN = "step-*.pt"
+LOCK = ".lock"  # the run folder's owner, while a run holds it (RunLock)
+# The only names that --keep counts and removes, and that a start cleans up: what this
+# module writes. mkstemp's temporaries are ".NAME." and 8 of [a-z0-9_]; ".config.json.tmp"
+# is what earlier versions left.
+STEP_FILE = re.compile(r"step-\d{8}\.pt")
+TEMPORARY = re.compile(
+    r"\.(last\.pt|best\.pt|step-\d{8}\.pt|config\.json)\.[a-z0-9_]{8}|\.config\.json\.tmp"
+)
+# The errors of a write that did not fit: a full disk, a quota, a file-size limit.
+DISK_FULL = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG})
 RUN_FOLDER_GITIGNORE = "# A run folder: its files are outputs, not source.\n*\n"
 
 
@@ -93,7 +118,13 @@ def atomic_save(obj: Any, path: Path, links: Sequence[Path] = ()) -> None:
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(descriptor, "wb") as file:
-            torch.save(obj, file)
+            writer = _Writer(file)
+            try:
+                torch.save(obj, cast(IO[bytes], writer))
+            except RuntimeError:
+                if writer.error is not None:  # torch reports a failed write as "unexpected pos"
+                    raise writer.error from None
+                raise
             file.flush()
             os.fsync(file.fileno())
         Path(temporary).chmod(_file_mode())
@@ -104,6 +135,59 @@ def atomic_save(obj: Any, path: Path, links: Sequence[Path] = ()) -> None:
     for link in links:
         _replace_with_copy(path, link)
     _fsync_directory(path.parent)
+
+
+class _Writer:
+    """A file for ``torch.save`` that keeps the ``OSError`` of a failed write (a full
+    disk): torch replaces it by a RuntimeError that does not say why."""
+
+    def __init__(self, file: Any) -> None:
+        self.file = file
+        self.error: OSError | None = None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return int(self.file.write(data))
+        except OSError as error:
+            self.error = error
+            raise
+
+    def flush(self) -> None:
+        self.file.flush()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` all or nothing, as :func:`atomic_save` does: a failed
+    write (a full disk) removes its temporary and leaves ``path`` as it was."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        Path(temporary).chmod(_file_mode())
+        Path(temporary).replace(path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append ``line`` and a newline to ``path``, whole or not at all: a write that fails
+    midway (a full disk) is cut off again, so no reader meets half a line."""
+    data = (line + "\n").encode("utf-8")
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        size = os.fstat(descriptor).st_size
+        try:
+            written = 0
+            while written < len(data):
+                written += os.write(descriptor, data[written:])
+        except OSError:
+            os.ftruncate(descriptor, size)
+            raise
+    finally:
+        os.close(descriptor)
 
 
 def _replace_with_copy(source: Path, path: Path) -> None:
@@ -140,9 +224,12 @@ def step_path(directory: Path, step: int) -> Path:
 
 
 def remove_old_steps(directory: Path, keep: int) -> None:
-    """Remove all but the ``keep`` latest ``step-XXXXXXXX.pt``; ``keep`` 0 removes none."""
+    """Remove all but the ``keep`` latest ``step-XXXXXXXX.pt``; ``keep`` 0 removes none.
+    Only those exact names count: ``step-backup.pt`` is the user's, neither counted nor
+    removed."""
     if keep > 0:
-        for old in sorted(directory.glob(STEP_PATTERN))[:-keep]:
+        steps = sorted(p for p in directory.iterdir() if STEP_FILE.fullmatch(p.name))
+        for old in steps[:-keep]:
             old.unlink(missing_ok=True)
 
 
@@ -169,13 +256,185 @@ def create_run_folder(directory: Path) -> None:
     folder that exists already is left as it is: it may hold files of the user's."""
     if directory.is_dir():
         return
+    missing = [p for p in (directory, *directory.parents) if not p.exists()]  # deepest first
     try:
         directory.mkdir(parents=True)
-        (directory / ".gitignore").write_text(RUN_FOLDER_GITIGNORE, encoding="utf-8")
+    except FileExistsError:
+        if directory.is_dir():  # another process made it meanwhile: not ours, as it is
+            return
+        raise CheckpointError(f"cannot write checkpoints to {directory}: not a folder") from None
     except OSError as error:
-        raise CheckpointError(
-            f"cannot write checkpoints to {directory}: {error.strerror or error}"
-        ) from None
+        raise CheckpointError(write_error(directory, error)) from None
+    try:
+        atomic_write_text(directory / ".gitignore", RUN_FOLDER_GITIGNORE)
+    except OSError as error:  # a full disk: take back the folders made here
+        for folder in missing:
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise CheckpointError(write_error(directory, error)) from None
+
+
+def write_error(directory: Path, error: OSError) -> str:
+    """The line that says why writing into the run folder ``directory`` failed; for a
+    full disk (or quota, or file-size limit), how much room is left and the ways on."""
+    reason = error.strerror or str(error)
+    if error.errno not in DISK_FULL:
+        return f"cannot write checkpoints to {directory}: {reason}"
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent  # a folder that the failing start took back
+    try:
+        free = f"{shutil.disk_usage(existing).free / 2**20:.1f} MiB free there"
+    except OSError:
+        free = "free space unknown"
+    if error.errno == errno.EFBIG:
+        free += "; a file-size limit, `ulimit -f`?"
+    return (
+        f"cannot write to {directory}: {reason} ({free}): free some space, or pass another "
+        "--checkpoint-dir; what was saved before is whole"
+    )
+
+
+@contextlib.contextmanager
+def disk_full_in_one_line(directory: Path) -> Iterator[None]:
+    """Turn a write into ``directory`` that did not fit (:data:`DISK_FULL`) into a
+    :class:`CheckpointError`: one line instead of a traceback. The failing writes have
+    removed their temporaries; what was saved before is whole."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in DISK_FULL:
+            raise
+        raise CheckpointError(write_error(directory, error)) from None
+
+
+# Lock descriptors a forked child (a DataLoader worker) closes: the lock must end with the
+# run's process, not live on in a worker that outlives it by a few seconds.
+_HELD: set[int] = set()
+
+
+def _close_held_in_child() -> None:
+    for descriptor in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(descriptor)  # close, never LOCK_UN: the parent still holds the lock
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_held_in_child)
+
+
+class RunLock:
+    """The run folder's owner: one process at a time holds ``DIR/.lock`` (``fcntl.flock``)
+    for the run's life, and only the holder cleans up there at start.
+
+    The kernel releases the lock when the process ends, however it ends: a run that
+    crashed or was killed leaves nothing stuck (a ``.lock`` file, unlocked, that the next
+    holder takes over). A release removes the file while still holding it; a process that
+    waited on the removed file sees so and locks the new one. The file holds the pid, for
+    the message. On Windows, and on a file system without ``flock`` (Lustre mounted
+    ``noflock``, NFS without lockd), there is no lock: :attr:`held` is true at once, and
+    :attr:`warning` says so.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.path = directory / LOCK
+        self._descriptor: int | None = None  # -1: held without a lock
+        self._pid = os.getpid()
+        self.warning: str | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._descriptor is not None
+
+    def acquire(self, wait_s: float = 0) -> bool:
+        """Take the lock of an existing folder; False (nothing taken) while it does not
+        exist: a run creates it once every check has passed, and locks it then.
+
+        ``wait_s``: how long to wait for a holder to end (a restart, whose dead group's
+        processes may take a moment to go).
+
+        Raises:
+            CheckpointError: another process holds it, named by its pid.
+        """
+        if self.held:
+            return True
+        if not self.directory.is_dir():
+            return False
+        if sys.platform == "win32":
+            self._descriptor = -1
+            return True
+        deadline = time.monotonic() + wait_s
+        while (descriptor := self._try_lock()) is None:
+            if time.monotonic() >= deadline:
+                raise CheckpointError(
+                    f"{self.directory} is in use by another run ({self._holder()}): wait for "
+                    "it to end, or pass another --checkpoint-dir"
+                )
+            time.sleep(0.2)
+        self._descriptor = descriptor
+        if descriptor < 0:
+            return True
+        _HELD.add(descriptor)
+        with contextlib.suppress(OSError):  # the pid is for messages only: a full disk is fine
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, f"{os.getpid()} {socket.gethostname()}\n".encode())
+        return True
+
+    def _try_lock(self) -> int | None:
+        """A descriptor of the locked file at :attr:`path`, None while another holds it,
+        or -1 where the file system cannot lock."""
+        while True:
+            try:
+                descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as error:
+                raise CheckpointError(write_error(self.directory, error)) from None
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(descriptor)
+                return None
+            except OSError as error:  # ENOSYS, ENOLCK, EOPNOTSUPP: no locks here
+                if os.fstat(descriptor).st_size == 0:  # made just now: take it back
+                    self.path.unlink(missing_ok=True)
+                os.close(descriptor)
+                self.warning = (
+                    f"{self.directory} cannot be locked ({error.strerror}): make sure no "
+                    "other run writes into it"
+                )
+                return -1
+            try:  # the holder may have removed the file between our open and flock
+                current = self.path.stat()
+                opened = os.fstat(descriptor)
+                if (current.st_dev, current.st_ino) == (opened.st_dev, opened.st_ino):
+                    return descriptor
+            except FileNotFoundError:
+                pass
+            os.close(descriptor)
+
+    def _holder(self) -> str:
+        try:
+            pid, host = self.path.read_text(encoding="utf-8").split()
+        except (OSError, ValueError):
+            return "pid unknown"
+        return f"pid {pid}" if host == socket.gethostname() else f"pid {pid} on {host}"
+
+    def release(self) -> None:
+        """Remove the lock file and let go (only in the process that took it)."""
+        descriptor, self._descriptor = self._descriptor, None
+        if descriptor is None or descriptor < 0 or os.getpid() != self._pid:
+            return
+        _HELD.discard(descriptor)
+        with contextlib.suppress(OSError):
+            self.path.unlink()  # still locked: a waiter sees the file gone, and retries
+        os.close(descriptor)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
 
 
 @dataclass(frozen=True)
@@ -203,17 +462,19 @@ def resolve_start(directory: Path, resume: bool, *, clean: bool = True) -> Start
     * not ``resume``: start afresh, which ``directory/last.pt`` forbids: a run is never
       overwritten. The error names the checkpoint, its step and the two ways on.
 
-    With ``clean`` (rank 0), temporary files of saves that were killed midway
-    (``.last.pt.*``, each as large as a checkpoint) are removed first.
+    With ``clean`` (rank 0, holding the folder's :class:`RunLock`), temporary files of
+    writes that were killed midway (``.last.pt.*``, each as large as a checkpoint) are
+    removed first: only the exact names of :data:`TEMPORARY`.
 
     Raises:
         CheckpointError: resume without a checkpoint, or a fresh start over one.
     """
     removed = []
     if clean and directory.is_dir():
-        for temporary in directory.glob(".*.pt.*"):
-            temporary.unlink(missing_ok=True)
-            removed.append(temporary)
+        for temporary in sorted(directory.iterdir()):
+            if TEMPORARY.fullmatch(temporary.name) and not temporary.is_dir():
+                temporary.unlink(missing_ok=True)
+                removed.append(temporary)
     last = directory / LAST
     if resume:
         if not last.is_file():

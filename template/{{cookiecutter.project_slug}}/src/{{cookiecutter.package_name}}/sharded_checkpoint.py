@@ -12,7 +12,10 @@ each rank writes its own shards, in parallel, into one folder. The layout::
 A save writes ``step-N.tmp/``, renames it to ``step-N/`` once every rank has written,
 and then replaces the link ``last`` (and ``best``) in one ``os.replace``; only after that
 are older folders removed: all but those two links' and, with ``--keep N``, the N newest.
-A crash or SIGKILL at any moment leaves ``last`` pointing at a whole checkpoint.
+A crash or SIGKILL at any moment leaves ``last`` pointing at a whole checkpoint. Only
+folders this module writes count and are removed: named exactly ``step-XXXXXXXX`` and
+holding DCP's ``.metadata`` and ``meta.json`` (:func:`_ours`); ``step-notes/`` or
+``step-00000002-backup/`` are the user's.
 
 What is saved is everything an exact resume needs: the model and optimizer state
 (``get_state_dict``: keyed by parameter name, so a checkpoint saved by 2 ranks loads into
@@ -35,6 +38,7 @@ import io
 import json
 import os
 import random
+import re
 import shutil
 import sys
 import warnings
@@ -46,6 +50,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch.distributed.checkpoint import state_dict_loader, state_dict_saver
+from torch.distributed.checkpoint.api import CheckpointException
 from torch.distributed.checkpoint.default_planner import DefaultLoadPlanner
 from torch.distributed.checkpoint.filesystem import FileSystemReader
 from torch.distributed.checkpoint.metadata import BytesStorageMetadata
@@ -75,6 +80,7 @@ __all__ = [
 
 LAST = "last"  # CHECKPOINT_DIR/last: the link to the newest whole checkpoint
 BEST = "best"  # CHECKPOINT_DIR/best: the link to the one of the lowest validation loss
+STEP_FOLDER = re.compile(r"step-\d{8}")  # and step-XXXXXXXX.tmp while it is written
 
 
 @dataclass(frozen=True)
@@ -178,7 +184,12 @@ def save(
     if rank == 0:
         directory.mkdir(parents=True, exist_ok=True)
         for stale in directory.glob("step-*.tmp"):  # left by a crash mid-save
-            shutil.rmtree(stale)
+            if STEP_FOLDER.fullmatch(stale.stem) and stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale)
+        if final.exists() and not _ours(final):
+            raise CheckpointError(
+                f"{final} exists and is not a checkpoint of this run: move it out of the way"
+            )
         temporary.mkdir()
     _barrier()
 
@@ -190,8 +201,16 @@ def save(
         "rng": {f"rank-{rank}": _rng_state()},
         "loop": loop_state or {},
     }
-    with _quiet_in_one_process():  # every rank writes its shards, rank 0 the .metadata
-        state_dict_saver.save(state, checkpoint_id=temporary, no_dist=not _distributed())
+    try:
+        with _quiet_in_one_process():  # every rank writes its shards, rank 0 the .metadata
+            state_dict_saver.save(state, checkpoint_id=temporary, no_dist=not _distributed())
+    except CheckpointException as error:  # every rank gets it, with every rank's failure
+        if rank == 0:  # nobody writes any more: the half-written folder goes
+            shutil.rmtree(temporary, ignore_errors=True)
+        full = [e for e, _ in error.failures.values() if isinstance(e, OSError)]
+        if full and full[0].errno in checkpoint.DISK_FULL:
+            raise full[0] from None  # a full disk: train says so in one line
+        raise
 
     if rank == 0:
         meta = {
@@ -205,7 +224,7 @@ def save(
             os.fsync(file.fileno())
         _fsync_directory(temporary)
         if final.exists():  # a folder of this step that `last` does not point at: stale
-            shutil.rmtree(final)
+            shutil.rmtree(final)  # ours: checked before the write
         temporary.rename(final)
         _point(link, final)  # atomic: `last` is the old checkpoint or the new one
         if best:
@@ -224,9 +243,22 @@ def _point(link: Path, folder: Path) -> None:
     new_link.replace(link)
 
 
+def _ours(folder: Path) -> bool:
+    """A checkpoint folder that :func:`save` wrote: ``step-XXXXXXXX`` exactly, a real
+    folder (not a link), holding DCP's ``.metadata`` and ``meta.json``."""
+    return (
+        STEP_FOLDER.fullmatch(folder.name) is not None
+        and folder.is_dir()
+        and not folder.is_symlink()
+        and (folder / ".metadata").is_file()
+        and (folder / "meta.json").is_file()
+    )
+
+
 def _remove_old(directory: Path, keep: int) -> None:
-    """Remove the ``step-N`` folders that neither ``last``, ``best`` nor ``keep`` hold."""
-    folders = sorted(p for p in directory.glob("step-*") if p.is_dir() and p.suffix != ".tmp")
+    """Remove the ``step-N`` folders that neither ``last``, ``best`` nor ``keep`` hold;
+    only folders of :func:`_ours` count, for ``keep`` too."""
+    folders = sorted(p for p in directory.iterdir() if _ours(p))
     held = {(directory / name).resolve() for name in (LAST, BEST) if (directory / name).exists()}
     held.update(folder.resolve() for folder in (folders[-keep:] if keep else []))
     for folder in folders:

@@ -614,6 +614,29 @@ def load_checkpoint(
     return state
 
 
+def claim_run_folder(
+    args: argparse.Namespace,
+    lock: checkpoint.RunLock,
+    start: checkpoint.Start,
+    sharded: bool,
+    world: World,
+) -> None:
+    """Rank 0, once every check has passed: create the run folder if need be, and own it.
+    A folder that did not exist at the checks is locked only now, and checked again: a run
+    that took it in between is refused as it would have been at the checks."""
+    directory = args.checkpoint_dir
+    checkpoint.create_run_folder(directory)
+    if not lock.held:
+        lock.acquire()  # the folder exists now: another run holding it is refused
+        again = sharded_checkpoint.resolve_start(
+            directory, args.resume, sharded=sharded, restart=world.restart
+        )
+        if again.resume_from != start.resume_from:
+            raise TrainingError(f"{directory} changed while this run started: start it again")
+    if lock.warning is not None:  # a file system without locks
+        log(f"warning: {lock.warning}")
+
+
 def git_commit() -> str | None:
     """The commit of the source tree this package runs from, "+dirty" if changed."""
     source = Path(__file__).resolve().parent
@@ -651,13 +674,10 @@ def record_run(
         "git_commit": git_commit(),
     }
     if step:
-        with (args.checkpoint_dir / RESUMES).open("a", encoding="utf-8") as file:
-            file.write(json.dumps(record) + "\n")
+        checkpoint.append_line(args.checkpoint_dir / RESUMES, json.dumps(record))
         return
-    path = args.checkpoint_dir / CONFIG
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-    temporary.replace(path)
+    # All or nothing: a full disk leaves no config.json and no temporary behind.
+    checkpoint.atomic_write_text(args.checkpoint_dir / CONFIG, json.dumps(record, indent=2) + "\n")
 
 
 class RunLog:
@@ -706,8 +726,7 @@ class RunLog:
             self.bar.set_postfix_str(line, refresh=False)
 
     def _append(self, record: dict[str, Any]) -> None:
-        with self.metrics.open("a", encoding="utf-8") as file:
-            file.write(json.dumps({**record, "time": time.time()}) + "\n")
+        checkpoint.append_line(self.metrics, json.dumps({**record, "time": time.time()}))
 
     def close(self) -> None:
         if self.writer is not None:
@@ -750,9 +769,17 @@ def first_non_finite(values: list[list[float]], first_step: int) -> tuple[int, s
 # --- the outline ----------------------------------------------------------------------
 
 
-def train(args: argparse.Namespace, stop: GracefulStop) -> dict[str, float]:
-    """Train as ``args`` say; return the last evaluation's metrics."""
+def train(
+    args: argparse.Namespace, stop: GracefulStop, lock: checkpoint.RunLock | None = None
+) -> dict[str, float]:
+    """Train as ``args`` say; return the last evaluation's metrics. Rank 0 owns the run
+    folder for the run's life (``lock``, made here when None); a full disk ends the run in
+    one line."""
     schedule = build_schedule(args)  # first: flags that contradict each other
+    if lock is None:
+        directory = args.checkpoint_dir
+        with checkpoint.RunLock(directory) as owner, checkpoint.disk_full_in_one_line(directory):
+            return train(args, stop, owner)
     # World: processes and devices. Under torchrun each process drives one device.
     world = World.from_env()
     device = pick_device(args.device, world)
@@ -765,9 +792,10 @@ def train(args: argparse.Namespace, stop: GracefulStop) -> dict[str, float]:
     directory = args.checkpoint_dir
     if world.is_main:
         checkpoint.check_writable(directory)  # creates nothing: bad input changes nothing
+        lock.acquire(wait_s=30 if world.restart else 0)  # another run's folder: refused
     # A restart by torchrun or Slurm resumes by itself: it is the same run, not a new one.
     start = sharded_checkpoint.resolve_start(
-        directory, args.resume, sharded=sharded, restart=world.restart, clean=world.is_main
+        directory, args.resume, sharded=sharded, restart=world.restart, clean=lock.held
     )
     if world.is_main:
         log(describe_strategy(strategy, world, sharded))
@@ -812,7 +840,7 @@ def train(args: argparse.Namespace, stop: GracefulStop) -> dict[str, float]:
     if distributed.any_rank(stop.received is not None, device):
         raise Interrupted(stop.received or signal.SIGTERM)  # or a peer's: what torchrun sends
     if world.is_main:
-        checkpoint.create_run_folder(directory)  # every check passed: now the run writes
+        claim_run_folder(args, lock, start, sharded, world)  # checks passed: now it writes
 
     bar = tqdm(
         total=args.steps,
