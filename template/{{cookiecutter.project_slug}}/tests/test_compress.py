@@ -272,6 +272,7 @@ def test_cli_rejects_a_fraction_outside_zero_to_one(capsys: pytest.CaptureFixtur
 # --- nothing half-written, nothing outside its folders ---------------------------------
 
 
+@pytest.mark.slow  # a subprocess (torch's import), stopped or refused for real
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_compress_stopped_while_writing_keeps_the_files_and_their_reports(
     signum: signal.Signals, tmp_path: Path
@@ -330,6 +331,7 @@ def test_a_max_accuracy_drop_that_is_not_a_finite_bound_is_refused(
     assert not out.exists()
 
 
+@pytest.mark.slow  # a subprocess (torch's import), stopped or refused for real
 def test_triton_entries_join_the_repository_and_leave_the_others_alone(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -436,6 +436,7 @@ def test_readme_loading_example_runs(project_root: Path) -> None:
 # --- nothing half-written: every file whole, old or new --------------------------------
 
 
+@pytest.mark.slow  # a subprocess (torch's import), stopped or refused for real
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
 def test_a_pt2_export_stopped_while_writing_keeps_the_good_file(
     signum: signal.Signals, tmp_path: Path
@@ -460,6 +461,7 @@ def test_a_pt2_export_stopped_while_writing_keeps_the_good_file(
     assert cli_process.files(out) == good  # and no staging folder left
 
 
+@pytest.mark.slow  # a subprocess (torch's import), stopped or refused for real
 def test_a_killed_triton_export_keeps_the_old_repository_whole(tmp_path: Path) -> None:
     for module in ("onnx", "onnxscript", "onnxruntime"):
         pytest.importorskip(module, reason=NEEDS_EXPORT_EXTRA)
@@ -474,6 +476,7 @@ def test_a_killed_triton_export_keeps_the_old_repository_whole(tmp_path: Path) -
     assert cli_process.visible(cli_process.files(out)) == good
 
 
+@pytest.mark.slow  # a subprocess (torch's import), stopped or refused for real
 def test_an_interrupted_export_of_every_format_mixes_no_models(tmp_path: Path) -> None:
     """Killed after model.onnx was written, while model.pt2 is: neither is the new model's."""
     for module in ("onnx", "onnxscript", "onnxruntime"):
@@ -490,6 +493,7 @@ def test_an_interrupted_export_of_every_format_mixes_no_models(tmp_path: Path) -
     assert cli_process.visible(cli_process.files(out)) == good
 
 
+@pytest.mark.slow  # a subprocess (torch's import), stopped or refused for real
 def test_a_full_disk_keeps_the_good_onnx_file(tmp_path: Path) -> None:
     """On a real full disk: a 2 MiB tmpfs (root with CAP_SYS_ADMIN; skipped elsewhere)."""
     onnx = pytest.importorskip("onnx", reason=NEEDS_EXPORT_EXTRA)
@@ -520,6 +524,7 @@ def test_a_full_disk_keeps_the_good_onnx_file(tmp_path: Path) -> None:
         subprocess.run(["umount", str(disk)], check=True)
 
 
+@pytest.mark.slow  # a subprocess (torch's import), stopped or refused for real
 def test_a_failed_parity_check_leaves_the_good_file(tmp_path: Path) -> None:
     """NaN weights: the artifact disagrees with eager PyTorch, and is never moved in."""
     out = tmp_path / "exported"

@@ -254,6 +254,7 @@ def test_a_schedule_that_would_not_decay_is_refused(
     assert train.build_schedule(args).decay_steps == 500
 
 
+@pytest.mark.slow  # a subprocess (torch's import), stopped or refused for real
 def test_bad_input_exits_1_without_traceback(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", MODULE, "--resume", "--checkpoint-dir", str(tmp_path)],
@@ -312,6 +313,7 @@ def test_ctrl_c_finishes_the_step_saves_and_returns(
     assert signal.getsignal(signal.SIGINT) is handler  # main() put it back
 
 
+@pytest.mark.slow  # a subprocess (torch's import), stopped or refused for real
 def test_a_signal_during_start_up_stops_in_one_line_and_writes_nothing(tmp_path: Path) -> None:
     """SIGINT before the first step: a launcher blocks it and sends it before Python
     even starts, so that it arrives, deterministically, as the handlers are installed."""
@@ -656,6 +658,7 @@ def test_a_resume_keeps_the_start_record_and_records_itself_beside_it(tmp_path: 
     assert saved(replay)["step"] == 5
 
 
+@pytest.mark.slow  # a subprocess (torch's import), stopped or refused for real
 def test_run_folders_never_make_the_source_tree_dirty(tmp_path: Path) -> None:
     """The package in a git checkout of its own: runs into the README's `again` and into a
     folder named nowhere, and the next run's record still shows a clean commit."""
