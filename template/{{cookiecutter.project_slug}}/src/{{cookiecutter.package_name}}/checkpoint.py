@@ -597,11 +597,20 @@ def restore_rng(path: Path, states: Any, rank: int) -> None:
     states = [states] if isinstance(states, dict) else states  # one process's, unlisted
     if isinstance(states, list) and rank >= len(states):
         return  # a rank the saving run did not have: it keeps the seed's generators
+    restore_rank_rng(path, states[rank] if isinstance(states, list) else states, rank)
+
+
+def restore_rank_rng(path: Path, state: Any, rank: int) -> None:
+    """Set the generators to ``state``, rank ``rank``'s own; all of them or none.
+
+    Raises:
+        CheckpointError: a damaged state, named with the rank and the checkpoint.
+    """
     before = rng_state()
     try:
-        if not isinstance(states, list):
-            raise TypeError(f"a {type(states).__name__}, not a list by rank")
-        set_rng_state(states[rank])
+        if not isinstance(state, dict):
+            raise TypeError(f"a {type(state).__name__}, not a dict of generator states")
+        set_rng_state(state)
     except (TypeError, ValueError, KeyError, IndexError, RuntimeError) as error:
         set_rng_state(before)
         message = " ".join(str(error).split())

@@ -410,11 +410,7 @@ def load(path: Path, model: Model, optimizer: torch.optim.Optimizer | None = Non
         message = " ".join(str(error).split())[:300]
         raise CheckpointError(f"{path} does not fit this model: {message}") from None
     if rng:
-        saved = state["rng"][f"rank-{rank}"]
-        random.setstate(saved["python"])
-        torch.set_rng_state(saved["torch"])
-        if "cuda" in saved and torch.cuda.is_available():
-            torch.cuda.set_rng_state(saved["cuda"])
+        checkpoint.restore_rank_rng(path, state["rng"][f"rank-{rank}"], rank)
     return Loaded(int(meta["step"]), int(meta["world_size"]), state["loop"])
 
 
