@@ -18,11 +18,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import cli_process
 from {{ cookiecutter.package_name }} import checkpoint, compress, export, train
 from {{ cookiecutter.package_name }}.data import Splits, load_data
 from {{ cookiecutter.package_name }}.model import Model
 from {{ cookiecutter.package_name }}.testing import check_module_contract
+
+import cli_process
 
 NEEDS_COMPRESS_EXTRA = f"needs the compress extra: {compress.INSTALL_COMPRESS}"
 

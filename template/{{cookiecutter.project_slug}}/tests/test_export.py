@@ -18,10 +18,11 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-import cli_process
 import {{ cookiecutter.package_name }}
 from {{ cookiecutter.package_name }} import checkpoint, export, staging, train
 from {{ cookiecutter.package_name }}.model import Model, ModelConfig
+
+import cli_process
 
 NEEDS_EXPORT_EXTRA = f"needs the export extra: {export.INSTALL_EXPORT}"
 README_FILE = Path(__file__).resolve().parent.parent / "README.md"
