@@ -53,7 +53,13 @@ PYTHONS = [f"3.{minor}" for minor in range(11, 15)]
 
 
 def say(message: str) -> None:
+    """One line in the test's report, and in $TORCHWRIGHT_TIMINGS (printed by .ci/run)."""
     print(message, file=sys.stderr)
+    if os.environ.get("TORCHWRIGHT_TIMINGS"):
+        with Path(os.environ["TORCHWRIGHT_TIMINGS"]).open(
+            "a", encoding="utf-8"
+        ) as file:
+            file.write(f"readme: {message}\n")
 
 
 # The machine's stand-ins for PyTorch's indexes ------------------------------------------
