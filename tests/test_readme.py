@@ -115,16 +115,20 @@ def user_environ(tmp: Path, **extra: str) -> dict[str, str]:
     )
     for name in ("PYTHONDONTWRITEBYTECODE", "UV_COMPILE_BYTECODE", "PYTHONPATH"):
         env.pop(name, None)
-    # uv alone on PATH beside the machine's own tools: not this suite's environment.
+    # uv alone on PATH beside the machine's own tools: not this suite's environment
+    # (nox puts its bin folder first), whose pytest or nox would hide a missing one.
     tools = tmp / "bin"
     tools.mkdir(exist_ok=True)
     (tools / "uv").symlink_to(uv())
-    env["PATH"] = os.pathsep.join([str(tools), env["PATH"]])
+    ours = {str(Path(sys.executable).parent), str(Path(sys.prefix) / "bin")}
+    machine = [entry for entry in env["PATH"].split(os.pathsep) if entry not in ours]
+    env["PATH"] = os.pathsep.join([str(tools), *machine])
+    env.pop("VIRTUAL_ENV", None)
     # A constraints file like the machine's, with the newest torch the CPU mirror holds:
     # pip then resolves as a user's does against the real CPU index.
     constraints = tmp / "constraints.txt"
-    machine = pip_config()["constraint"]
-    lines = [Path(c).read_text(encoding="utf-8") for c in machine if Path(c).is_file()]
+    pinned = pip_config()["constraint"]
+    lines = [Path(c).read_text(encoding="utf-8") for c in pinned if Path(c).is_file()]
     torch = local_torch_wheels()[-1].name.split("-")[1].split("+")[0]
     constraints.write_text("".join(lines) + f"\ntorch=={torch}\n", encoding="utf-8")
     env["PIP_CONSTRAINT"] = str(constraints)
