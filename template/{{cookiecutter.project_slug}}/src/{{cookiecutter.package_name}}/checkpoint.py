@@ -415,9 +415,12 @@ class RunLock:
 
     def _holder(self) -> str:
         try:
-            pid, host = self.path.read_text(encoding="utf-8").split()
-        except (OSError, ValueError):
+            words = self.path.read_text(encoding="utf-8").split()
+        except OSError:
             return "pid unknown"
+        if len(words) != 2:  # not (yet) what a run writes: "PID HOST"
+            return "pid unknown"
+        pid, host = words
         return f"pid {pid}" if host == socket.gethostname() else f"pid {pid} on {host}"
 
     def release(self) -> None:
