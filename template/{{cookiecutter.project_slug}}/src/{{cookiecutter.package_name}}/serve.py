@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import importlib.util
 import os
 import shutil
@@ -32,7 +33,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import final
@@ -67,6 +68,23 @@ def python_models(repository: Path) -> list[str]:
         for config in repository.glob("*/config.pbtxt")
         if 'backend: "python"' in config.read_text(encoding="utf-8")
     )
+
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _dies_with_parent() -> Callable[[], None]:
+    """What the server's process runs before it starts: the kernel kills it when the
+    thread that started it dies, however that happens (a launcher's SIGKILL after Ctrl-C:
+    nox gives its session half a second), so that no orphaned server keeps the ports.
+    libc is looked up here, before the fork; the child only makes the call."""
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+
+    def set_death_signal() -> None:
+        if prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+
+    return set_death_signal
 
 
 def _free_port() -> int:
@@ -179,7 +197,14 @@ class TritonServer:
         self._log = workdir / "server.log"
         with self._log.open("wb") as log:
             self.process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=workdir
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=workdir,
+                # Started from the thread that stops it, with no lock held elsewhere:
+                # the call is one prctl.
+                preexec_fn=_dies_with_parent(),  # noqa: PLW1509
             )
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
