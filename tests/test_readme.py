@@ -147,14 +147,15 @@ def user_environ(tmp: Path, **extra: str) -> dict[str, str]:
 # Running blocks -------------------------------------------------------------------------
 
 
-def shell(block: Block, project: Path, env: dict[str, str], **popen):
+def shell(block: Block) -> tuple[list[str], str | None]:
+    """The command that runs ``block``, and what it reads on standard input."""
     if block.language == "python":
         return ["uv", "run", "python", "-"], block.code
     return ["bash", "-euo", "pipefail", "-c", block.code], None
 
 
 def run_block(block: Block, project: Path, env: dict[str, str]) -> str:
-    command, stdin = shell(block, project, env)
+    command, stdin = shell(block)
     start = time.monotonic()
     result = subprocess.run(
         command, cwd=project, env=env, input=stdin, capture_output=True, text=True,
@@ -178,7 +179,7 @@ def run_server(
     block: Block, followers: list[Block], project: Path, env: dict[str, str], log: Path
 ) -> str:
     """Start ``block``, wait for its port, run ``followers``, Ctrl-C it; its output."""
-    command, _ = shell(block, project, env)
+    command, _ = shell(block)
     assert not port_answers(block.port), (
         f"port {block.port} is taken before {block.describe()}"
     )
