@@ -181,13 +181,14 @@ def generated_requirements(config: dict[str, Any]) -> list[str]:
 
 
 def serve_requirements(noxfile: str) -> list[str]:
-    """The generated noxfile's ``SERVE`` list: the serving environment's own packages."""
+    """The generated noxfile's ``SERVE`` list: the serving environment's own packages
+    (none when the serving answer is no)."""
     for node in ast.parse(noxfile).body:
         if isinstance(node, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == "SERVE" for t in node.targets
         ):
             return list(ast.literal_eval(node.value))
-    raise LookupError("the generated noxfile.py has no SERVE list")
+    return []  # serving is off: no serving environment
 
 
 def dependency_names(config: dict[str, Any]) -> list[str]:
@@ -248,17 +249,19 @@ def generated_python_files() -> list[str]:
     """Every Python file of the generated project, as paths below GENERATED."""
     return sorted(
         path.relative_to(GENERATED).as_posix()
-        for path in GENERATED.rglob("*.py")
-        if "__pycache__" not in path.parts
+        for path in GENERATED.rglob("*")
+        if re.sub(r"{%.*?%}", "", path.name).endswith(".py")  # some answers leave it out
+        and "__pycache__" not in path.parts
     )
 
 
 def bound_names(config: dict[str, Any]) -> list[str]:
     """CamelCase names (layer_class's form) bound at module level by generated Python,
     rendered with every yes/no question on, and the CamelCase builtins."""
-    context = default_context(
-        config, layer_class=SENTINEL_LAYER, docker=True, devcontainer=True, tmux=True
-    )
+    every_part = {
+        name: True for name, spec in questions(config).items() if spec["type"] == "bool"
+    }
+    context = default_context(config, layer_class=SENTINEL_LAYER, **every_part)
     names: set[str] = {n for n in dir(builtins) if n[0].isupper() and "_" not in n}
     for relative in generated_python_files():
         tree = ast.parse(render_generated(relative, context, config), relative)

@@ -33,9 +33,9 @@ def test_probe_runs_on_cuda() -> None:
 
 @pytest.fixture(scope="module")
 def project(rendered, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The default render, with one extra `cuda` test of our own."""
+    """The render with every capability on, with one extra `cuda` test of our own."""
     copy = tmp_path_factory.mktemp("gpu") / "project"
-    shutil.copytree(rendered("default"), copy)
+    shutil.copytree(rendered("everything"), copy)
     (copy / "tests" / "test_probe_cuda.py").write_text(PROBE)
     return copy
 

@@ -3,10 +3,10 @@
 Every render is installed into fresh virtual environments, so that its suite sees exactly
 the project's declared dependencies (a dependency missing from pyproject.toml fails here):
 
-* the default answers: its README's commands, run as written by tests/test_readme.py (uv,
-  pip, nox, every section in order, the generated CI's jobs);
-* the other combinations: the ``test`` extra alone in a fresh environment, and the suite
-  without slow tests;
+* every capability on ("everything"): its README's commands, run as written by
+  tests/test_readme.py (uv, pip, nox, every section in order, the generated CI's jobs);
+* the default answers (the core): the ``test`` extra alone in a fresh environment, and the
+  whole suite; the other combinations: the same without slow tests;
 * every combination: ``python -m build``, ``twine check --strict``, the wheel in another
   fresh environment (its CLIs run, or it refuses a Python below requires-python), and the
   checks that need no torch on the interpreter the answers name (byte-compiling, ``ruff
@@ -48,8 +48,6 @@ from rendering import (
 )
 
 combos = pytest.mark.parametrize("combo", list(COMBOS))
-# The routes that install torch twice over run on the default answers (ids end in [default]).
-default_only = pytest.mark.parametrize("combo", ["default"])
 NOX_TESTS = ["tests/test_layers.py", "tests/test_model.py"]
 PASSED = re.compile(r"\b(\d+) passed\b")
 
@@ -131,7 +129,7 @@ def copy_of(rendered, tmp_path_factory: pytest.TempPathFactory):
 # The test extra alone: the suite sees exactly the declared dependencies ------------------
 
 
-@pytest.mark.parametrize("combo", [combo for combo in COMBOS if combo != "default"])
+@pytest.mark.parametrize("combo", [combo for combo in COMBOS if combo != "everything"])
 def test_suite_passes_with_only_the_declared_dependencies(
     copy_of, tmp_path: Path, timings, combo: str
 ) -> None:
@@ -163,10 +161,9 @@ def test_suite_passes_with_only_the_declared_dependencies(
     assert probe.returncode != 0, (
         "onnx is installed but the test extra does not declare it"
     )
-    marker = [
-        "-m",
-        "not slow",
-    ]  # the default answers run every test: tests/test_readme.py
+    # The core (the default answers) runs every test; "everything" runs every test through
+    # its README (tests/test_readme.py); the other combinations skip the slow ones.
+    marker = [] if combo == "default" else ["-m", "not slow"]
     with watch("suite (test extra)"):
         result = run_command(
             [str(python), "-m", "pytest", "-p", "no:cacheprovider", "-q", *marker],

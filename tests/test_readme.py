@@ -270,7 +270,7 @@ def pristine(rendered, mirrors, tmp_path_factory: pytest.TempPathFactory):
     """``(project, env)``: a fresh default render with its indexes on the mirrors, and a
     user's environment, offline."""
     tmp = tmp_path_factory.mktemp("readme")
-    project = shutil.copytree(rendered("default"), tmp / "pristine")
+    project = shutil.copytree(rendered("everything"), tmp / "pristine")
     point_indexes_at(project, mirrors)
     return project, user_environ(tmp)
 
@@ -481,7 +481,7 @@ def test_github_ci_jobs_run_as_written(pristine, ci_project: Path) -> None:
 @pytest.mark.xdist_group("readme-ci")
 def test_gitlab_ci_runs_the_same_commands(rendered, tmp_path: Path) -> None:
     """GitLab's jobs run the lines of GitHub's, for the same answers."""
-    github = github_jobs(rendered("default"))
+    github = github_jobs(rendered("everything"))
     gitlab_project = render_copier(tmp_path / "gitlab", {"ci": "gitlab"})
     config = yaml.safe_load(
         (gitlab_project / ".gitlab-ci.yml").read_text(encoding="utf-8")

@@ -51,7 +51,7 @@ def cluster() -> Iterator[SlurmCluster]:
 @pytest.fixture
 def project(rendered, tmp_path: Path) -> Path:
     copy = tmp_path / "project"
-    shutil.copytree(rendered("default"), copy)
+    shutil.copytree(rendered("everything"), copy)
     return copy
 
 

@@ -385,7 +385,7 @@ def test_notebook_runs_and_is_stripped(
         pytest.fail(
             f"{error.name} is not installed: pip install nbclient nbformat ipykernel"
         )
-    project = rendered("default")
+    project = rendered("everything")
     notebook = project / "notebooks" / "quickstart.ipynb"
     check(tool("nbstripout"), "--verify", notebook, cwd=project)
     nb = nbformat.read(notebook, as_version=4)

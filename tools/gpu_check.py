@@ -4,7 +4,7 @@
 
 needs copier and a CUDA build of torch in this interpreter (plus tests/requirements.txt).
 It stops at once, exit status 2, when CUDA is not available: a GPU check that passes on a
-CPU proves nothing. Otherwise, for each answer combination (default: "default") it renders
+CPU proves nothing. Otherwise, for each answer combination (default: "everything", every capability on) it renders
 the project and runs, with this interpreter and the project's ``src`` on PYTHONPATH:
 
 1. the project's test suite with REQUIRE_CUDA=1, so its ``cuda`` tests run, not skip;
@@ -165,7 +165,7 @@ def main() -> None:
     steps: list[dict[str, object]] = []
     benchmarks: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="torchwright-gpu-") as tmp:
-        for combo in args.combo or ["default"]:
+        for combo in args.combo or ["everything"]:
             results, benchmarks[combo] = check_combo(combo, Path(tmp), device)
             steps += results
     print("\n== summary")

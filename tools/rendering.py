@@ -21,9 +21,14 @@ from pathlib import Path
 TEMPLATE = Path(__file__).resolve().parent.parent
 
 # Answer combinations rendered by the tests and by the parametrized nox sessions.
-# Together they give every question's every choice at least once.
+# Together they give every question's every choice at least once. The capabilities
+# (scale_out, serving, compression, notebook): none on the default answers (the core),
+# each without the others in one combination, all of them in "everything", whose README
+# tests/test_readme.py runs as written (it holds every block any answers give).
+CAPABILITIES = ("scale_out", "serving", "compression", "notebook")
 COMBOS: dict[str, dict[str, str]] = {
     "default": {},
+    "everything": dict.fromkeys(CAPABILITIES, "true"),
     "gitlab-minimal": {
         "project_name": "Gitlab Minimal",
         "license": "Apache-2.0",
@@ -35,6 +40,7 @@ COMBOS: dict[str, dict[str, str]] = {
         "tmux": "false",
         "layer_class": "GatedResidualProjectionWithLearnableTemperature",
         "torch_min": "2.6.0",
+        "scale_out": "true",
     },
     "no-ci-proprietary": {
         "project_name": 'Acme "Vision" Lab',
@@ -48,6 +54,7 @@ COMBOS: dict[str, dict[str, str]] = {
         "cuda_version": "13.0",
         "ci": "none",
         "layer_class": "MLP",
+        "serving": "true",
     },
     "bsd-devcontainer-only": {
         "project_name": "Bsd Lab",
@@ -56,6 +63,8 @@ COMBOS: dict[str, dict[str, str]] = {
         "docker": "false",
         "devcontainer": "true",
         "tmux": "true",
+        "compression": "true",
+        "notebook": "true",
     },
 }
 
