@@ -23,10 +23,11 @@ import pytest
 import yaml
 from checkers import tool
 from packaging.version import Version
-from rendering import COMBOS, TEMPLATE, package_name
+from rendering import CAPABILITIES, COMBOS, TEMPLATE, generated_env, package_name
 
-# A subset of rendering.COMBOS: everything switched on, and everything switched off
-# with the longest layer name. `nox -s update` runs one of them per session.
+# A subset of rendering.COMBOS: the default answers (the core, with Docker, tmux and CI),
+# and the one with them off, scale-out on and the longest layer name. `nox -s update`
+# runs one of them per session.
 UPDATE_COMBOS = ["default", "gitlab-minimal"]
 
 GENERATED = Path("template", "{{cookiecutter.project_slug}}")
@@ -339,6 +340,119 @@ def test_template_update_workflow(rendered, combo: str, tmp_path: Path) -> None:
     assert re.fullmatch(
         r"peter-evans/create-pull-request@[0-9a-f]{40}", pull_request["uses"]
     )
+
+
+# Capabilities added and removed later ---------------------------------------------------
+
+OWNER_README = "Our team's notes on this project, kept through every update.\n"
+OWNER_TRAIN = "\n\nOWNER_TRAIN_NOTE = 'ours'  # added by the owner\n"
+
+
+def edited_core(template_repo: Path, dest: Path) -> Path:
+    """A core project (the default answers) that its owner has changed in the files the
+    capabilities change too: train.py, the README, pyproject.toml's dependencies."""
+    project = render(template_repo, dest, "v0.2.0", {})
+    package = package_name(project)
+    train = project / "src" / package / "train.py"
+    train.write_text(train.read_text() + OWNER_TRAIN)
+    readme = project / "README.md"
+    lines = readme.read_text().splitlines(keepends=True)
+    title = next(i for i, line in enumerate(lines) if line.startswith("# "))
+    lines.insert(title + 1, "\n" + OWNER_README)
+    readme.write_text("".join(lines))
+    pyproject = project / "pyproject.toml"
+    text = pyproject.read_text()
+    pyproject.write_text(
+        text.replace("dependencies = [\n", 'dependencies = [\n  "einops>=0.8",\n', 1)
+    )
+    commit_all(project, "Owner's changes")
+    return project
+
+
+def owner_edits_kept(project: Path) -> None:
+    package = package_name(project)
+    train = (project / "src" / package / "train.py").read_text()
+    assert train.endswith(OWNER_TRAIN)
+    ast.parse(train)
+    assert OWNER_README in (project / "README.md").read_text()
+    dependencies = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    assert "einops>=0.8" in dependencies["dependencies"]
+
+
+def same_as_fresh_but_the_owner_edits(project: Path, fresh: Path) -> None:
+    """Every file of the fresh render is there, byte for byte, except the three the owner
+    edited, which hold every line of the fresh render's version too; nothing else."""
+    ours, theirs = tree(project), tree(fresh)
+    assert set(ours) - set(theirs) == set()
+    assert set(theirs) - set(ours) == set()
+    edited = {
+        "README.md",
+        "pyproject.toml",
+        f"src/{package_name(project)}/train.py",
+    }
+    assert sorted(n for n in theirs if n not in edited and ours[n] != theirs[n]) == []
+    for name in edited:
+        missing = set(theirs[name].splitlines()) - set(ours[name].splitlines())
+        assert missing == set(), f"{name}: lines of the fresh render missing"
+    owner_edits_kept(project)
+
+
+def update_answer(project: Path, **answers: str) -> None:
+    args = ("update", "--defaults", "--quiet", "--vcs-ref", "v0.2.0")
+    copier(project, *args, *data(answers))
+    for name, value in answers.items():
+        assert answers_file(project)[name] is (value == "true")
+    assert files_with_markers(project) == []
+    assert unmerged(project) == []
+    assert not list(project.rglob("*.rej"))
+
+
+@pytest.mark.parametrize("capability", CAPABILITIES)
+def test_a_capability_is_added_and_removed_on_an_edited_project(
+    template_repo: Path, tmp_path: Path, capability: str
+) -> None:
+    """`copier update --data NAME=true` brings exactly what a fresh render with that
+    answer has, around the owner's edits; `NAME=false` takes exactly that away again."""
+    project = edited_core(template_repo, tmp_path / "project")
+    core = tree(project)
+    fresh = render(template_repo, tmp_path / "fresh", "v0.2.0", {capability: "true"})
+
+    update_answer(project, **{capability: "true"})
+    same_as_fresh_but_the_owner_edits(project, fresh)
+    added = sorted(set(tree(project)) - set(core))
+    assert added, f"{capability}=true added no file"
+    commit_all(project, f"Add {capability}")
+
+    update_answer(project, **{capability: "false"})
+    assert tree(project) == core  # byte for byte: the owner's core, edits and all
+    assert not [name for name in added if (project / name).exists()]
+
+
+def test_every_capability_added_at_once_leaves_a_passing_suite(
+    template_repo: Path, tmp_path: Path
+) -> None:
+    """All four capabilities switched on in one update of an edited core project: the
+    result is the fresh render's, plus the owner's edits, and its quick suite passes."""
+    project = edited_core(template_repo, tmp_path / "project")
+    core = tree(project)
+    everything = dict.fromkeys(CAPABILITIES, "true")
+    fresh = render(template_repo, tmp_path / "fresh", "v0.2.0", everything)
+
+    update_answer(project, **everything)
+    same_as_fresh_but_the_owner_edits(project, fresh)
+    suite = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "-m", "not slow", "-x"],
+        cwd=project, env=generated_env(project), capture_output=True, text=True,
+        check=False, timeout=900,
+    )  # fmt: skip
+    output = suite.stdout + suite.stderr
+    assert suite.returncode == 0, output  # 5, no test collected, fails too
+    assert re.search(r"\b\d+ passed\b", output), output
+    commit_all(project, "Add every capability")
+
+    update_answer(project, **dict.fromkeys(CAPABILITIES, "false"))
+    assert tree(project) == core
 
 
 NO_TAGS_WARNING = "No git tags found in template; using HEAD as ref"
