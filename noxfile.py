@@ -131,3 +131,13 @@ def gpu(session: nox.Session) -> None:
     """The default project on a CUDA GPU (tools/gpu_check.py); fails without CUDA."""
     install_test_env(session)
     session.run("python", "tools/gpu_check.py", *session.posargs)
+
+
+@nox.session
+def sizes(session: nox.Session) -> None:
+    """Files, lines, tests and quick-suite seconds of the core and of each capability
+    (tools/capability_sizes.py): the figures of README.md's table."""
+    install_test_env(session)
+    # The capabilities' own dependencies (the Triton server aside: its tests say they skip).
+    session.install(TORCH, "torchao", "tensorboard")
+    session.run("python", "tools/capability_sizes.py", "--suite", *session.posargs)
