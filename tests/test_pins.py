@@ -10,8 +10,9 @@ import pytest
 import yaml
 from packaging.requirements import Requirement
 
-# What test_pins checks in each: everything switched on, and gitlab with everything off.
-PIN_COMBOS = ["default", "gitlab-minimal"]
+# What test_pins checks in each: every capability on, and gitlab with Docker, the dev
+# container and tmux off.
+PIN_COMBOS = ["everything", "gitlab-minimal"]
 
 
 def found(project) -> set[tuple[str, str, str, str]]:

@@ -359,9 +359,12 @@ def test_sp_repo_review_finds_no_failure(rendered, combo: str, tmp_path: Path) -
     assert len(results) > 40  # the review really ran its families of checks
 
 
-def test_mypy_strict_passes_on_the_package(rendered) -> None:
-    """What `nox -s mypy` checks: a typed package (py.typed) that passes strict mypy."""
-    project = rendered("default")
+# "everything" runs `nox -s mypy` through its README (tests/test_readme.py).
+@pytest.mark.parametrize("combo", [c for c in COMBOS if c != "everything"])
+def test_mypy_strict_passes_on_the_package(rendered, combo: str) -> None:
+    """What `nox -s mypy` checks: a typed package (py.typed) that passes strict mypy,
+    in the core and with each capability alone."""
+    project = rendered(combo)
     package = answers_of(project)["package_name"]
     assert (project / "src" / package / "py.typed").is_file()
     try:
