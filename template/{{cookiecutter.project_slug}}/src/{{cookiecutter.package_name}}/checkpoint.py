@@ -45,7 +45,7 @@ from typing import IO, Any, Self, cast
 
 import torch
 
-from .model import Model
+from .model import Model, ModelConfig
 
 if sys.platform != "win32":
     import fcntl
@@ -62,6 +62,7 @@ __all__ = [
     "create_run_folder",
     "disk_full_in_one_line",
     "load",
+    "load_weights",
     "remove_old_steps",
     "resolve_start",
     "restore_rng",
@@ -588,6 +589,47 @@ def load(
         raise CheckpointError(f"{path} does not fit this model: {message}") from None
     restore_rng(path, checkpoint.get("rng", []), rank)
     return checkpoint
+
+
+def load_weights(path: Path) -> Model:
+    """The model saved at ``path``, for inference (export): built from the
+    :class:`ModelConfig` saved with it, in eval mode. The one entry for reading a model
+    back, whatever wrote it.
+
+    A file needs a ``"model"`` state_dict, and takes its ``"config"`` if it has one (a
+    weights-only file too, not only what :func:`save` writes); it is loaded with
+    ``weights_only=True``, which refuses pickled code.
+{% if cookiecutter.scale_out %}
+    A sharded folder (``--strategy fsdp``: ``checkpoints/last`` or ``checkpoints/best``)
+    is read whole, in this one process, by ``sharded_checkpoint.py``.
+{% endif %}
+
+    Raises:
+        CheckpointError: no checkpoint, not one, or weights that do not fit the config.
+    """
+{% if cookiecutter.scale_out %}
+    if path.is_dir():
+        from . import sharded_checkpoint  # noqa: PLC0415  (a module built on this one)
+
+        return sharded_checkpoint.load_weights(path).eval()
+{% endif %}
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {path} does not exist") from None
+    except Exception as error:  # noqa: BLE001  (truncated, not a torch file, or pickled code)
+        line = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+        reason = f"{type(error).__name__}: {line.removesuffix(' at')}".removesuffix(": ")
+        raise CheckpointError(f"checkpoint {path} cannot be read ({reason})") from None
+    if not isinstance(saved, dict) or "model" not in saved:
+        raise CheckpointError(f"checkpoint {path}: expected a dict with a 'model' state_dict")
+    try:
+        model = Model(ModelConfig(**saved.get("config", {})))
+        model.load_state_dict(saved["model"])
+    except (TypeError, ValueError, RuntimeError) as error:
+        message = " ".join(str(error).split())  # torch's message spans lines; keep one
+        raise CheckpointError(f"checkpoint {path} does not fit Model: {message}") from None
+    return model.eval()
 
 
 def restore_rng(path: Path, states: Any, rank: int) -> None:

@@ -40,10 +40,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from . import sharded_checkpoint, staging
-from .checkpoint import CheckpointError
+from . import staging
+from .checkpoint import CheckpointError, load_weights
 from .install_hint import install_command
-from .model import Model, ModelConfig
+from .model import Model
 
 __all__ = [
     "Artifact",
@@ -572,41 +572,15 @@ def export_triton_aoti(
 
 
 def load_model(checkpoint: Path | None = None) -> Model:
-    """A fresh, seeded model, or the one saved in ``checkpoint``, in eval mode.
-
-    A checkpoint is a dict with ``"model"`` (a state_dict) and optionally ``"config"``
-    (the :class:`ModelConfig` fields), as :func:`.checkpoint.save` writes; it is loaded
-    with ``weights_only=True``, which refuses pickled code. A sharded checkpoint folder
-    (``--strategy fsdp``: ``checkpoints/last`` or ``checkpoints/best``) is read whole, in
-    this one process, with ``torch.distributed.checkpoint``.
-    """
+    """A fresh, seeded model, or the one saved in ``checkpoint`` (see
+    :func:`.checkpoint.load_weights`), in eval mode."""
     if checkpoint is None:
         torch.manual_seed(0)
         return Model().eval()
-    if sharded_checkpoint.is_sharded(checkpoint):
-        try:
-            model = sharded_checkpoint.build_model(checkpoint)
-            sharded_checkpoint.load(checkpoint, model)
-        except CheckpointError as error:
-            raise ExportError(f"checkpoint {checkpoint}: {_first_line(error)}") from None
-        return model.eval()
     try:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ExportError(f"checkpoint {checkpoint} does not exist") from None
-    except Exception as error:  # truncated, not a torch file, or pickled code
-        raise ExportError(
-            f"checkpoint {checkpoint} cannot be read ({_first_line(error)})"
-        ) from error
-    if not isinstance(state, dict) or "model" not in state:
-        raise ExportError(f"checkpoint {checkpoint}: expected a dict with a 'model' state_dict")
-    try:
-        model = Model(ModelConfig(**state.get("config", {})))
-        model.load_state_dict(state["model"])
-    except (TypeError, ValueError, RuntimeError) as error:
-        message = " ".join(str(error).split())  # torch's message spans lines; keep one
-        raise ExportError(f"checkpoint {checkpoint} does not fit Model: {message}") from error
-    return model.eval()
+        return load_weights(checkpoint)
+    except CheckpointError as error:
+        raise ExportError(str(error)) from None
 
 
 def example_input(model: Model) -> Tensor:
@@ -705,8 +679,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--checkpoint",
         type=Path,
+{% if cookiecutter.scale_out %}
         help="last.pt, best.pt, or a sharded folder such as checkpoints/last (default: a "
         "fresh, seeded model)",
+{% else %}
+        help="last.pt, best.pt (default: a fresh, seeded model)",
+{% endif %}
     )
     parser.add_argument("--out", type=Path, default=Path("exported"), help="default: exported/")
     parser.add_argument(

@@ -5,13 +5,17 @@
     python -m {{ cookiecutter.package_name }}.train --steps 2000 --resume  # go on to step 2000
     python -m {{ cookiecutter.package_name }}.train --config checkpoints/config.json --checkpoint-dir again
     torchrun --nproc-per-node 4 -m {{ cookiecutter.package_name }}.train   # 4 GPUs, DDP
+{% if cookiecutter.scale_out %}
     torchrun --nproc-per-node 4 -m {{ cookiecutter.package_name }}.train --strategy fsdp  # sharded
+{% endif %}
 
 :func:`train` is the outline: arguments, world, data, model, optimizer, resume, loop; one
 optimizer step is :func:`train_step`. The loop reads the loss back from the device only
 when it logs, evaluates and saves ``CHECKPOINT_DIR/last.pt`` (and ``best.pt``) every
 ``--eval-every`` steps, stops with an error when the loss stops being finite, and on
-SIGINT (Ctrl-C) or SIGTERM finishes its step, saves and exits (see :func:`main`).
+SIGINT (Ctrl-C) or SIGTERM finishes its step, saves and exits (see :func:`main`). How the
+processes share the work (wrapping, checkpoints) is the strategy's: one of
+:data:`STRATEGIES`, whose methods are those of ``distributed.DDP``.
 """
 
 from __future__ import annotations
@@ -36,16 +40,17 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.distributed.fsdp import FSDPModule
-from torch.distributed.tensor import DTensor
-from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from . import checkpoint, distributed, optim, sharded_checkpoint
+from . import checkpoint, distributed, optim
 from .checkpoint import CheckpointError
 from .data import DataError, Splits, load_data
-from .distributed import DistributedError, World
+from .distributed import DDP, DistributedError, World
+{% if cookiecutter.scale_out %}
+from .elastic import ElasticDDP
+from .fsdp import FSDP
+{% endif %}
 from .install_hint import install_command
 from .model import Model, ModelConfig
 from .optim import Schedule
@@ -55,11 +60,17 @@ Batch = tuple[Tensor, Tensor]
 DATA_FIELDS = ("in_features", "num_classes")
 # Flags a --config file does not replay: the file itself, and whether to resume.
 NOT_REPLAYED = ("config", "resume")
-# What GracefulStop turns into a stop: Ctrl-C, and what docker, Kubernetes and Slurm send.
+# What GracefulStop turns into a stop: Ctrl-C, and what docker, Kubernetes and schedulers send.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 # The run's record: how it started (--config replays it), and a line for each resume.
 CONFIG = "config.json"
 RESUMES = "resumes.jsonl"
+# How the processes share the work, by name{% if cookiecutter.scale_out %} (--strategy){% endif %}: each a distributed.DDP.
+{% if cookiecutter.scale_out %}
+STRATEGIES: dict[str, type[DDP]] = {"ddp": ElasticDDP, "fsdp": FSDP}
+{% else %}
+STRATEGIES: dict[str, type[DDP]] = {"ddp": DDP}
+{% endif %}
 
 
 class TrainingError(Exception):
@@ -121,7 +132,7 @@ class DefaultsOnceFormatter(argparse.ArgumentDefaultsHelpFormatter):
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m {{ cookiecutter.package_name }}.train",
-        description="Train the model; under torchrun, on several processes with DDP.",
+        description="Train the model; under torchrun, on several processes with DDP{% if cookiecutter.scale_out %} or FSDP{% endif %}.",
         formatter_class=DefaultsOnceFormatter,
     )
     add = parser.add_argument
@@ -142,18 +153,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="a .npz or .pt file of inputs and labels, see data.py (default: synthetic data)",
     )
     add("--num-workers", type=NATURAL, default=0, help="DataLoader worker processes")
+{% if cookiecutter.scale_out %}
     add(
         "--strategy",
-        metavar="{ddp,fsdp}",  # checked by distributed.check_strategy: one line, exit 1
+        choices=list(STRATEGIES),
         default="ddp",
         help="under torchrun: ddp (a replica per rank) or fsdp (sharded; sharded checkpoints)",
     )
+{% endif %}
     add(
         "--dist-timeout",
         type=POSITIVE_INT,
         default=600,
         help="seconds the processes may take to meet, and a collective may wait for a "
-        "peer, before the run fails (and torchrun can restart it)",
+        "peer, before the run fails{% if cookiecutter.scale_out %} (and torchrun can restart it){% endif %}",
     )
     opt = parser.add_argument_group("optimizer and schedule")
     # 3e-3: the layers keep their weights at unit scale (equalized learning rate), so an
@@ -277,6 +290,11 @@ def pick_device(name: str, world: World) -> torch.device:
     return torch.device(name)
 
 
+def pick_strategy(args: argparse.Namespace, world: World, device: torch.device) -> DDP:
+    """The strategy of this run: {% if cookiecutter.scale_out %}--strategy's{% else %}DDP, the only one{% endif %} (see :data:`STRATEGIES`)."""
+    return STRATEGIES[getattr(args, "strategy", "ddp")](world, device)
+
+
 class GracefulStop:
     """A signal handler that turns SIGINT (Ctrl-C) and SIGTERM into a flag, which the loop
     checks after each step. A second Ctrl-C raises KeyboardInterrupt, to stop at once."""
@@ -364,60 +382,15 @@ def model_config(args: argparse.Namespace, data: Splits) -> ModelConfig:
         raise TrainingError(str(error)) from None
 
 
-def build_model(config: ModelConfig, data: Splits, seed: int, device: torch.device) -> Model:
-    """The model, built on the CPU from the seed (the same weights on every rank) and moved
-    to the device once. The input statistics are buffers: state that is saved, not trained."""
-    torch.manual_seed(seed)
-    model = Model(config)
+def build_model(config: ModelConfig, data: Splits, seed: int, strategy: DDP, amp: bool) -> Model:
+    """The model, from the seed (the same weights on every rank), on the device as the
+    strategy places it. The input statistics are buffers: state that is saved, not
+    trained, and every rank holds them whole."""
+    model = strategy.build_model(config, seed, amp)
     with torch.no_grad():
         model.input_mean.copy_(data.train.inputs.mean(dim=0))
         model.input_std.copy_(data.train.inputs.std(dim=0).clamp_min(1e-6))
-    return model.to(device)
-
-
-def build_sharded_model(
-    config: ModelConfig, data: Splits, seed: int, device: torch.device, world: World, amp: bool
-) -> Model:
-    """FSDP2: the model built on the meta device (no memory), sharded across the ranks,
-    then only this rank's shards allocated and initialised (see distributed.py). With
-    ``amp``, FSDP computes in bf16 and reduces gradients in fp32."""
-    with torch.device("meta"):
-        model = Model(config)
-    distributed.fully_shard_model(model, device, world, seed=seed, bf16=amp)
-    with torch.no_grad():  # buffers are not sharded: every rank holds them whole
-        model.input_mean.copy_(data.train.inputs.mean(dim=0))
-        model.input_std.copy_(data.train.inputs.std(dim=0).clamp_min(1e-6))
     return model
-
-
-def describe_strategy(strategy: str, world: World, sharded: bool) -> str:
-    """The log line that says how the work is shared, and how checkpoints are written."""
-    if strategy == "single":
-        kept = "sharded checkpoints (--strategy fsdp)" if sharded else "single-file checkpoints"
-        return f"one process: neither DDP nor FSDP; {kept}"
-    what = "a replica per rank" if strategy == "ddp" else "parameters sharded across ranks"
-    return f"{strategy.upper()} over {world.world_size} processes: {what}"
-
-
-def wrap_model(
-    model: Model, world: World, device: torch.device, compile: bool, strategy: str = "ddp"
-) -> nn.Module:
-    """What the loop trains: ``model`` compiled and/or wrapped in DDP, which averages the
-    gradients of all ranks in backward(). Checkpoints save ``model`` itself, without the
-    wrappers' key prefixes ("_orig_mod.", "module."). Under FSDP ``model`` is sharded
-    already: it is what the loop trains, and ``compile`` compiles each layer in place
-    (torchtitan's way): FSDP's hooks around the layers would break a whole-model graph
-    at every layer, and torch.compile would fall back to eager for the model's forward."""
-    trained: nn.Module = model
-    if compile and strategy == "fsdp":
-        for layer in model.layers:
-            layer.compile()  # in place: the same module, the same state_dict keys
-    elif compile:
-        trained = torch.compile(trained)  # type: ignore[assignment]
-    if strategy == "ddp" and world.distributed:
-        device_ids = [device.index] if device.type == "cuda" else None
-        trained = DistributedDataParallel(trained, device_ids=device_ids)
-    return trained
 
 
 def build_schedule(args: argparse.Namespace) -> Schedule:
@@ -455,15 +428,6 @@ def autocast(device: torch.device, enabled: bool) -> AbstractContextManager[Any]
     return contextlib.nullcontext()
 
 
-def set_gradient_sync(model: nn.Module, enabled: bool) -> None:
-    """Whether the next backward() averages gradients across ranks (DDP's all-reduce).
-    Accumulating micro-batches, only the last one needs to (nanoGPT's trick)."""
-    if isinstance(model, DistributedDataParallel):
-        model.require_backward_grad_sync = enabled
-    elif isinstance(model, FSDPModule):  # FSDP: no reduce-scatter until the last one
-        model.set_requires_gradient_sync(enabled)
-
-
 def train_step(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -472,22 +436,25 @@ def train_step(
     device: torch.device,
     amp: bool = False,
     grad_clip: float = 0.0,
+    strategy: DDP | None = None,
 ) -> tuple[Tensor, Tensor]:
     """One optimizer step over ``micro_batches``: their gradients add up to those of one
     batch of them all (each loss is divided by their number), are clipped to norm
-    ``grad_clip`` (0: not clipped), and update the weights.
+    ``grad_clip`` (0: not clipped), and update the weights. ``strategy`` (default: DDP's)
+    syncs the gradients on the last micro-batch only.
 
     Returns:
         The mean loss and the gradient norm before clipping: tensors on the device, so
         that nothing here waits for it.
     """
+    strategy = DDP() if strategy is None else strategy
     count = len(micro_batches)
     total: Tensor | None = None
     for index, (batch_inputs, batch_targets) in enumerate(micro_batches):
         # Each batch goes to the parameters' device (non_blocking: from pinned memory).
         inputs = batch_inputs.to(device, non_blocking=True)
         targets = batch_targets.to(device, non_blocking=True)
-        set_gradient_sync(model, index == count - 1)
+        strategy.set_gradient_sync(model, index == count - 1)
         with autocast(device, amp):
             loss = F.cross_entropy(model(inputs), targets)
         if count > 1:
@@ -501,8 +468,7 @@ def train_step(
     else:
         norms = [torch.linalg.vector_norm(p.grad) for p in parameters if p.grad is not None]
         grad_norm = torch.linalg.vector_norm(torch.stack(norms))
-    if isinstance(grad_norm, DTensor):  # FSDP: the norm over all shards, on every rank
-        grad_norm = grad_norm.full_tensor()
+    grad_norm = strategy.total_norm(grad_norm)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return total, grad_norm
@@ -564,47 +530,13 @@ def loop_state(
     }
 
 
-def save_checkpoint(
-    directory: Path,
-    model: Model,
-    optimizer: torch.optim.Optimizer,
-    state: dict[str, Any],
-    world: World,
-    *,
-    best: bool = False,
-    keep: int = 0,
-    sharded: bool = False,
-) -> None:
-    """Rank 0 writes last.pt (and best.pt, and step-*.pt with ``keep``); ``sharded``
-    (--strategy fsdp): every rank writes its shards into CHECKPOINT_DIR/step-N/ instead,
-    each rank's RNG states with them, and the links ``last`` (and ``best``) move there;
-    ``keep`` step folders are kept besides those two (see sharded_checkpoint.py)."""
-    if sharded:
-        loop = {key: value for key, value in state.items() if key != "rng"}
-        sharded_checkpoint.save(
-            directory, model, optimizer, state["step"], loop, best=best, keep=keep
-        )
-        return
-    if not world.is_main:
-        return
-    links = [directory / checkpoint.BEST] if best else []
-    if keep:
-        links.append(checkpoint.step_path(directory, state["step"]))
-    last = directory / checkpoint.LAST
-    checkpoint.save(last, model, optimizer, state["step"], state, links=links)
-    checkpoint.remove_old_steps(directory, keep)
-
-
 def load_checkpoint(
-    path: Path, model: Model, optimizer: torch.optim.Optimizer, world: World
+    path: Path, model: Model, optimizer: torch.optim.Optimizer, strategy: DDP
 ) -> dict[str, Any]:
-    """Weights, optimizer moments and this rank's RNG states from ``path``; returns the
-    loop's state (see :func:`loop_state`)."""
-    if sharded_checkpoint.is_sharded(path):  # DCP reshards it to this world's ranks
-        loaded = sharded_checkpoint.load(path, model, optimizer)
-        state = {**loaded.loop_state, "step": loaded.step, "world_size": loaded.saved_world_size}
-    else:
-        state = checkpoint.load(path, model, optimizer, rank=world.rank)
+    """Weights, optimizer moments and this rank's RNG states from ``path``, as the strategy
+    saved them; returns the loop's state (see :func:`loop_state`)."""
+    state = strategy.load(path, model, optimizer)
+    world = strategy.world
     saved_world = state.get("world_size", 1)
     if saved_world != world.world_size and world.is_main:
         log(
@@ -618,8 +550,7 @@ def claim_run_folder(
     args: argparse.Namespace,
     lock: checkpoint.RunLock,
     start: checkpoint.Start,
-    sharded: bool,
-    world: World,
+    strategy: DDP,
 ) -> None:
     """Rank 0, once every check has passed: create the run folder if need be, and own it.
     A folder that did not exist at the checks is locked only now, and checked again: a run
@@ -628,9 +559,7 @@ def claim_run_folder(
     checkpoint.create_run_folder(directory)
     if not lock.held:
         lock.acquire()  # the folder exists now: another run holding it is refused
-        again = sharded_checkpoint.resolve_start(
-            directory, args.resume, sharded=sharded, restart=world.restart
-        )
+        again = strategy.resolve_start(directory, args.resume, clean=False)
         if again.resume_from != start.resume_from:
             raise TrainingError(f"{directory} changed while this run started: start it again")
     if lock.warning is not None:  # a file system without locks
@@ -783,48 +712,34 @@ def train(
     # World: processes and devices. Under torchrun each process drives one device.
     world = World.from_env()
     device = pick_device(args.device, world)
-    strategy = distributed.check_strategy(args.strategy, device, world)  # or "single"
+    strategy = pick_strategy(args, world, device)
     distributed.init(world, device, args.dist_timeout)
-    sharded = args.strategy == "fsdp"  # sharded checkpoints, even in a world of one
-    autocast_on = args.amp and strategy != "fsdp"  # FSDP's mixed precision replaces it
+    autocast_on = strategy.autocast(args.amp)
     if args.amp and device.type not in ("cuda", "cpu"):
         raise TrainingError(f"--amp: bf16 autocast runs on cuda or cpu, not {device.type}")
     directory = args.checkpoint_dir
     if world.is_main:
         checkpoint.check_writable(directory)  # creates nothing: bad input changes nothing
-        lock.acquire(wait_s=30 if world.restart else 0)  # another run's folder: refused
-    # A restart by torchrun or Slurm resumes by itself: it is the same run, not a new one.
-    start = sharded_checkpoint.resolve_start(
-        directory, args.resume, sharded=sharded, restart=world.restart, clean=lock.held
-    )
+        lock.acquire(wait_s=strategy.lock_wait_s)  # another run's folder: refused
+    start = strategy.resolve_start(directory, args.resume, clean=lock.held)
     if world.is_main:
-        log(describe_strategy(strategy, world, sharded))
-        store_warning = distributed.restart_store_warning()
-        if store_warning is not None:
-            log(f"warning: {store_warning}")
-        if world.restart:
-            where = start.resume_from or "no checkpoint yet: starting from step 0"
-            log(f"restart {world.restarts} (by {world.restarted_by}): resuming from {where}")
+        for line in strategy.describe(start, args.compile):
+            log(line)
 
     # Data, and the model it decides the shape of.
     data = load_data(args.data)
     loader, sampler, val_loader = build_loaders(args, data, world, device)
     config = model_config(args, data)
-    if strategy == "fsdp":
-        model = build_sharded_model(config, data, args.seed, device, world, args.amp)
-    else:
-        model = build_model(config, data, args.seed, device)
+    model = build_model(config, data, args.seed, strategy, args.amp)
     # Dropout and augmentation: each rank its own stream (nanoGPT's seed offset).
     torch.manual_seed(args.seed + world.rank)
-    trained = wrap_model(model, world, device, args.compile, strategy)  # shares parameters
-    if args.compile and strategy == "fsdp" and world.is_main:
-        log("--compile under FSDP: each layer is compiled on its own, the rest runs eagerly")
+    trained = strategy.wrap(model, args.compile)  # shares the model's parameters
     optimizer = optim.build_optimizer(model, lr=args.lr, weight_decay=args.weight_decay)
 
     # Resume: weights, moments, RNG states, and the loop's own state.
     step, best_val_loss, micro_batches = 0, math.inf, 0
     if start.resume_from is not None:
-        state = load_checkpoint(start.resume_from, model, optimizer, world)
+        state = load_checkpoint(start.resume_from, model, optimizer, strategy)
         step, best_val_loss = state["step"], state.get("best_val_loss", math.inf)
         micro_batches = state.get("data", {}).get("micro_batches", step * args.grad_accum)
         if world.is_main:
@@ -840,7 +755,7 @@ def train(
     if distributed.any_rank(stop.received is not None, device):
         raise Interrupted(stop.received or signal.SIGTERM)  # or a peer's: what torchrun sends
     if world.is_main:
-        claim_run_folder(args, lock, start, sharded, world)  # checks passed: now it writes
+        claim_run_folder(args, lock, start, strategy)  # checks passed: now it writes
 
     bar = tqdm(
         total=args.steps,
@@ -874,6 +789,7 @@ def train(
                 device=device,
                 amp=autocast_on,
                 grad_clip=args.grad_clip,
+                strategy=strategy,
             )
             step += 1
             losses.append(loss)
@@ -920,8 +836,7 @@ def train(
             if run_log is not None:
                 run_log.write(record)
             improved = False
-            # Under FSDP every rank evaluates: each forward gathers the layers' shards.
-            if evaluate_now and (world.is_main or strategy == "fsdp"):
+            if evaluate_now and (world.is_main or strategy.every_rank_evaluates):
                 results = {"step": step, **evaluate(model, val_loader, autocast_on)}
                 if run_log is not None:
                     run_log.write(results)
@@ -929,18 +844,14 @@ def train(
                 best_val_loss = min(best_val_loss, results["val_loss"])
             if evaluate_now or stopping:
                 state = loop_state(step, best_val_loss, schedule, data, args, world)
-                # A stop between evaluations: no step-*.pt copy. A sharded save is a
-                # step-N/ folder anyway, one of the --keep newest.
-                keep = args.keep if evaluate_now or sharded else 0
-                save_checkpoint(
+                strategy.save(
                     directory,
                     model,
                     optimizer,
                     state,
-                    world,
                     best=improved,
-                    keep=keep,
-                    sharded=sharded,
+                    keep=args.keep,
+                    evaluated=evaluate_now,
                 )
                 saved_step = step
             if stopping:
