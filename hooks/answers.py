@@ -250,7 +250,9 @@ def generated_python_files() -> list[str]:
     return sorted(
         path.relative_to(GENERATED).as_posix()
         for path in GENERATED.rglob("*")
-        if re.sub(r"{%.*?%}", "", path.name).endswith(".py")  # some answers leave it out
+        if re.sub(r"{%.*?%}", "", path.name).endswith(
+            ".py"
+        )  # some answers leave it out
         and "__pycache__" not in path.parts
     )
 
