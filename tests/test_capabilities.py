@@ -28,7 +28,8 @@ GENERATED = TEMPLATE / "template" / "{{cookiecutter.project_slug}}"
 # What marks each capability in a file: its modules, tools, flags and words.
 MARKS = {
     "scale_out": re.compile(
-        r"fsdp|fully_shard|sharded|slurm|sbatch|torchelastic|multi-node", re.IGNORECASE
+        r"fsdp|fully_shard|sharded|slurm|\bsbatch|torchelastic|multi-node",
+        re.IGNORECASE,
     ),
     "serving": re.compile(r"triton", re.IGNORECASE),
     "compression": re.compile(r"torchao|compress|quantiz|prun(e|ing)", re.IGNORECASE),
@@ -36,14 +37,18 @@ MARKS = {
         r"jupyter|notebook|nbstripout|ipykernel|ipynb", re.IGNORECASE
     ),
 }
-# Where a core file may name a capability's subject, and why. The skeleton layer teaches
-# what its design makes possible (torchao's quantize_ swaps its registered weight; its
-# feature mask is structured pruning); that is the layer's contract, not a part.
+# Where a core file may name a capability's subject, and why. The skeleton layer and the
+# checker teach what the contract makes possible (torchao's quantize_ swaps a registered
+# weight; the feature mask is structured pruning; FSDP2 builds on the meta device, casts
+# parameters and holds on to registered tensors): that is the contract, not a part.
 ALLOWED = {
+    ("src/*/layers.py", "compression"): "its docstring teaches torchao and pruning",
+    ("src/*/layers.py", "scale_out"): "it says why it builds on the meta device",
+    ("src/*/testing.py", "scale_out"): "the checker's advice names FSDP as a reason",
     (
-        "src/*/layers.py",
-        "compression",
-    ): "the layer's docstring teaches torchao and pruning",
+        "tests/test_layers.py",
+        "scale_out",
+    ): "a buffer-dtype test names whose casts it mimics",
     ("README.md", "compression"): "the layer's section says what its mask is for",
 }
 
