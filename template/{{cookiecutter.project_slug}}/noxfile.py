@@ -170,7 +170,9 @@ def compress(session: nox.Session) -> None:
 def bench_compress(session: nox.Session) -> None:
     """int8 and pruned artifacts of the default model against float32: size, latency, accuracy."""
     sync(session, "--extra", "compress", "--extra", "export")
+{% if cookiecutter.serving %}
     session.install(*SERVE)  # the Triton figures; its own environment, as `serve`'s
+{% endif %}
     session.run("python", "benchmarks/compress.py", *session.posargs)
 
 
