@@ -32,6 +32,7 @@ from packaging.markers import Marker
 from packaging.specifiers import SpecifierSet
 from readme_blocks import Block, blocks, commands, static_problems
 from rendering import (
+    COMBOS,
     TEMPLATE,
     checked,
     local_torch_wheels,
@@ -480,9 +481,12 @@ def test_github_ci_jobs_run_as_written(pristine, ci_project: Path) -> None:
 
 @pytest.mark.xdist_group("readme-ci")
 def test_gitlab_ci_runs_the_same_commands(rendered, tmp_path: Path) -> None:
-    """GitLab's jobs run the lines of GitHub's, for the same answers."""
+    """GitLab's jobs run the lines of GitHub's, for the same answers (the capabilities
+    on: their jobs too)."""
     github = github_jobs(rendered("everything"))
-    gitlab_project = render_copier(tmp_path / "gitlab", {"ci": "gitlab"})
+    gitlab_project = render_copier(
+        tmp_path / "gitlab", {**COMBOS["everything"], "ci": "gitlab"}
+    )
     config = yaml.safe_load(
         (gitlab_project / ".gitlab-ci.yml").read_text(encoding="utf-8")
     )

@@ -172,9 +172,9 @@ def test_github_workflow_matches_the_schemas(rendered, combo: str) -> None:
     assert ci["permissions"] == {"contents": "read"}
     assert ci["concurrency"]["cancel-in-progress"] is True
     jobs = ci["jobs"]
-    assert set(jobs) == {"lint", "tests", "serve", "export", "gpu"} | (
+    assert set(jobs) == {"lint", "tests", "export", "gpu"} | (
         {"docker"} if answers["docker"] else set()
-    )
+    ) | ({"serve"} if answers["serving"] else set())
     for name, job in jobs.items():
         assert_uv_route(name, [step["run"] for step in job["steps"] if "run" in step])
     assert jobs["tests"]["strategy"]["matrix"]["python"] == python_versions_from(
@@ -234,9 +234,9 @@ def test_gitlab_ci_has_the_same_stages(rendered, combo: str) -> None:
         for name, job in ci.items()
         if isinstance(job, dict) and "script" in job
     }
-    assert set(jobs) == {"lint", "tests", "serve", "export", "gpu"} | (
+    assert set(jobs) == {"lint", "tests", "export", "gpu"} | (
         {"docker"} if answers["docker"] else set()
-    )
+    ) | ({"serve"} if answers["serving"] else set())
     for name, job in jobs.items():
         assert_uv_route(name, job["script"])
     for job in jobs.values():

@@ -9,13 +9,11 @@
 Each session gets a virtual environment of its own, filled by `uv sync` from `uv.lock`
 (written on the first run; `--locked` once it exists, so a stale lock fails instead of
 being rewritten): the torch build is the one `[tool.uv] default-groups` names in
-pyproject.toml, exactly as in `.venv`. The `serve` session alone adds packages beyond the
-lock: the Triton server and its NumPy 1 stay out of every other environment.
+pyproject.toml, exactly as in `.venv`.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import nox
@@ -24,16 +22,6 @@ nox.needs_version = ">=2025.2.9"
 nox.options.default_venv_backend = "uv"
 
 PYTHON = "{{ cookiecutter.python_version }}"
-# The serving environment, beyond the lock: tritonserver 2.51 (Python backend) ships in the
-# nvidia-pytriton wheel (Linux, Python 3.12 at most), and its backend stub is built against
-# NumPy 1 (with NumPy 2 the server answers "output tensor shape does not match size of
-# output"). In production Triton runs in its own container; here, in this session's venv.
-SERVE = [
-    "nvidia-pytriton>=0.7",
-    "tritonclient[http,grpc]>=2.50",
-    "numpy<2",
-    "onnxruntime>=1.20",
-]
 
 
 def sync(session: nox.Session, *options: str) -> None:
@@ -66,8 +54,8 @@ def mypy(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=True)
 def tests(session: nox.Session) -> None:
-    """The whole suite on CPU, every extra installed; `cuda` and serving tests skip with a
-    reason (`nox -s gpu`, `nox -s serve` run them)."""
+    """The whole suite on CPU, every extra installed; tests that need more (a GPU, a server)
+    skip with a reason that names the session that runs them."""
     sync(session, "--extra", "dev")
     session.run("pytest", *session.posargs)
 
@@ -90,21 +78,36 @@ def export(session: nox.Session) -> None:
     session.run("python", "-m", "{{ cookiecutter.package_name }}.export", "--out", out)
 
 
+{% if cookiecutter.serving %}
+# The serving environment, beyond the lock, which none of the other environments gets:
+# tritonserver 2.51 (Python backend) ships in the nvidia-pytriton wheel (Linux, Python
+# 3.12 at most), and its backend stub is built against NumPy 1 (with NumPy 2 the server
+# answers "output tensor shape does not match size of output"). In production Triton runs
+# in its own container; here, in this session's venv.
+SERVE = [
+    "nvidia-pytriton>=0.7",
+    "tritonclient[http,grpc]>=2.50",
+    "numpy<2",
+    "onnxruntime>=1.20",
+]
+
+
 @nox.session(python=PYTHON, default=False)
 def serve(session: nox.Session) -> None:
     """`nox -s serve -- exported/triton`: tritonserver on a repository until Ctrl-C.
 
-    Without arguments: the serving tests (a real tritonserver on ports of their own).
+    Without arguments: the serving tests (a real tritonserver on ports of their own), which
+    fail, not skip, without a server (REQUIRE_TRITON=1).
     """
     sync(session, "--extra", "export")
     session.install(*SERVE)
     if session.posargs and not session.posargs[0].startswith("-"):
         session.run("python", "-m", "{{ cookiecutter.package_name }}.serve", *session.posargs)
     else:
-        env = {"REQUIRE_TRITON": os.environ.get("REQUIRE_TRITON", "1")}
-        session.run("pytest", "tests/test_serve.py", *session.posargs, env=env)
+        session.run("pytest", "tests/test_serve.py", *session.posargs, env={"REQUIRE_TRITON": "1"})
 
 
+{% endif %}
 @nox.session(python=PYTHON, default=False)
 def bench_export(session: nox.Session) -> None:
     """Latency at batch 1 and 64: ONNX Runtime (CPU) against eager PyTorch."""
@@ -169,7 +172,9 @@ def compress(session: nox.Session) -> None:
 def bench_compress(session: nox.Session) -> None:
     """int8 and pruned artifacts of the default model against float32: size, latency, accuracy."""
     sync(session, "--extra", "compress", "--extra", "export")
+{% if cookiecutter.serving %}
     session.install(*SERVE)  # the Triton figures; its own environment, as `serve`'s
+{% endif %}
     session.run("python", "benchmarks/compress.py", *session.posargs)
 
 

@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 
-from {{ cookiecutter.package_name }} import compress, export, serve, train
+from {{ cookiecutter.package_name }} import compress, export, serve, train, triton_repository
 from {{ cookiecutter.package_name }}.data import Splits, load_data
 from {{ cookiecutter.package_name }}.model import Model, ModelConfig
 
@@ -128,7 +128,7 @@ def triton(model: Model, folder: Path, args: argparse.Namespace) -> None:
 
     onnx = export.export_onnx(model, export.example_input(model), folder / "model.onnx")
     repository = folder / "triton"
-    export.export_triton_python(
+    triton_repository.export_triton_python(
         model,
         export.example_input(model),
         repository,

@@ -1,6 +1,6 @@
 """Every export format round-trips and agrees with eager PyTorch; failures read clearly.
 
-ONNX and Triton tests need the ``export`` extra; without it they are skipped with the
+ONNX tests need the ``export`` extra; without it they are skipped with the
 command that installs it (``nox -s export`` installs it and runs them).
 """
 
@@ -160,45 +160,6 @@ def test_data_dependent_control_flow_gives_a_readable_error(fmt: str, tmp_path: 
     assert "torch.where" in message
 
 
-def test_triton_repository_parses_as_triton_model_config(
-    onnx_artifact: export.Artifact,
-    model: Model,
-    example: Tensor,
-    tmp_path: Path,
-) -> None:
-    model_config_pb2 = pytest.importorskip(
-        "tritonclient.grpc.model_config_pb2",
-        reason=NEEDS_EXPORT_EXTRA,
-    )
-    text_format = pytest.importorskip("google.protobuf.text_format")
-    artifact = export.export_triton(
-        model,
-        example,
-        tmp_path / "triton",
-        name="classifier",
-        max_batch_size=32,
-        onnx_path=onnx_artifact.path,
-    )
-    assert artifact.path == tmp_path / "triton" / "classifier"
-    assert (artifact.path / "1" / "model.onnx").is_file()
-    text = (artifact.path / "config.pbtxt").read_text(encoding="utf-8")
-    # Parse rejects unknown or misspelled fields and enum values.
-    config = text_format.Parse(text, model_config_pb2.ModelConfig())
-    assert config.name == "classifier"
-    assert config.backend == "onnxruntime"
-    assert config.max_batch_size == 32
-    assert config.HasField("dynamic_batching")
-    (input_config,) = config.input
-    assert input_config.name == export.INPUT_NAME
-    assert input_config.data_type == model_config_pb2.TYPE_FP32
-    assert list(input_config.dims) == [model.config.in_features]  # batch dim left out
-    (output_config,) = config.output
-    assert output_config.name == export.OUTPUT_NAME
-    assert list(output_config.dims) == [model.config.num_classes]
-    with pytest.raises(text_format.ParseError):
-        text_format.Parse(text + "max_batch_sise: 8\n", model_config_pb2.ModelConfig())
-
-
 def test_cli_exports_a_checkpoint(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
@@ -287,50 +248,6 @@ def test_aoti_package_round_trip_with_a_dynamic_batch(project_root: Path) -> Non
         x = torch.randn(batch, eager.config.in_features)
         with torch.no_grad():
             torch.testing.assert_close(loaded(x), eager(x), atol=export.ATOL, rtol=export.RTOL)
-
-
-def test_triton_python_entry_matches_the_onnx_entry(
-    onnx_artifact: export.Artifact,
-    model: Model,
-    example: Tensor,
-    tmp_path: Path,
-) -> None:
-    model_config_pb2 = pytest.importorskip(
-        "tritonclient.grpc.model_config_pb2", reason=NEEDS_EXPORT_EXTRA
-    )
-    text_format = pytest.importorskip("google.protobuf.text_format")
-    repository = tmp_path / "triton"
-    entry = export.export_triton_python(
-        model, example, repository, name="classifier_python", onnx_path=onnx_artifact.path
-    )
-    assert sorted(p.name for p in (entry.path / "1").iterdir()) == ["model.onnx", "model.py"]
-    python = text_format.Parse(
-        (entry.path / "config.pbtxt").read_text(encoding="utf-8"), model_config_pb2.ModelConfig()
-    )
-    onnx_config = text_format.Parse(
-        export.triton_config(onnx_artifact.path, name="classifier_python", max_batch_size=64),
-        model_config_pb2.ModelConfig(),
-    )
-    assert python.backend == "python"
-    assert python.input == onnx_config.input
-    assert python.output == onnx_config.output
-    assert python.max_batch_size == onnx_config.max_batch_size == 64
-    assert python.dynamic_batching == onnx_config.dynamic_batching
-    assert python.HasField("dynamic_batching")
-
-
-def test_triton_aoti_config_states_its_limits(onnx_artifact: export.Artifact) -> None:
-    model_config_pb2 = pytest.importorskip(
-        "tritonclient.grpc.model_config_pb2", reason=NEEDS_EXPORT_EXTRA
-    )
-    text_format = pytest.importorskip("google.protobuf.text_format")
-    text = export.triton_aoti_config(onnx_artifact.path, name="classifier_aoti")
-    config = text_format.Parse(text, model_config_pb2.ModelConfig())
-    assert (config.backend, config.platform) == ("pytorch", "torch_aoti")
-    assert config.max_batch_size == 1  # the backend does not batch AOTInductor packages yet
-    assert not config.HasField("dynamic_batching")
-    assert [t.name for t in config.input] == ["INPUT__0"]
-    assert [t.name for t in config.output] == ["OUTPUT__0"]
 
 
 def test_cli_out_that_is_a_file_is_one_line(
@@ -463,21 +380,6 @@ def test_a_pt2_export_stopped_while_writing_keeps_the_good_file(
 
 
 @pytest.mark.slow  # a subprocess (torch's import), stopped or refused for real
-def test_a_killed_triton_export_keeps_the_old_repository_whole(tmp_path: Path) -> None:
-    for module in ("onnx", "onnxscript", "onnxruntime"):
-        pytest.importorskip(module, reason=NEEDS_EXPORT_EXTRA)
-    out = tmp_path / "exported"
-    assert export.main(["--format", "triton", "--out", str(out)]) == 0
-    good = cli_process.files(out)
-    large = cli_process.save_checkpoint(tmp_path / "large.pt")
-    process = cli_process.start(
-        "export", "--format", "triton", "--checkpoint", str(large), "--out", str(out)
-    )
-    cli_process.signal_while_writing(process, out, "model.onnx", signal.SIGKILL)
-    assert cli_process.visible(cli_process.files(out)) == good
-
-
-@pytest.mark.slow  # a subprocess (torch's import), stopped or refused for real
 def test_an_interrupted_export_of_every_format_mixes_no_models(tmp_path: Path) -> None:
     """Killed after model.onnx was written, while model.pt2 is: neither is the new model's."""
     for module in ("onnx", "onnxscript", "onnxruntime"):
@@ -545,46 +447,21 @@ def test_a_failed_parity_check_leaves_the_good_file(tmp_path: Path) -> None:
     assert cli_process.files(out) == good
 
 
-@pytest.mark.parametrize("name", ["../../victim", "", ".hidden", "a\\b"])
-def test_cli_refuses_a_triton_name_that_is_not_a_plain_folder_name(
-    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "exported"
-    with pytest.raises(SystemExit) as exit_info:
-        export.main(["--format", "triton", "--name", name, "--out", str(out)])
-    assert exit_info.value.code == 2
-    assert f"argument --name: {name!r} is not a plain folder name" in capsys.readouterr().err
-    assert not out.exists()
-
-
-@pytest.mark.parametrize("size", ["1000000000000", "0", str(export.MAX_BATCH_SIZE + 1)])
-def test_cli_bounds_the_triton_max_batch_size(
-    size: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out = tmp_path / "exported"
-    with pytest.raises(SystemExit) as exit_info:
-        export.main(["--format", "triton", "--max-batch-size", size, "--out", str(out)])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert f"argument --max-batch-size: {size} is not from 1 to {export.MAX_BATCH_SIZE}" in err
-    assert not out.exists()
-
-
 def test_a_commit_cut_short_by_a_kill_is_finished_by_the_next_run(tmp_path: Path) -> None:
     """The moves into place, killed between two of them: the next run makes the rest."""
     out = tmp_path / "exported"
-    (out / "triton" / "m" / "1").mkdir(parents=True)
-    (out / "triton" / "m" / "config.pbtxt").write_text("old")
+    (out / "models" / "m" / "1").mkdir(parents=True)
+    (out / "models" / "m" / "config.txt").write_text("old")
     (out / "model.onnx").write_text("old")
     stage = staging.Stage(out)
     stage.entry("model.onnx").write_text("new")
-    (stage.entry("triton/m") / "1").mkdir(parents=True)
-    (stage.path / "triton" / "m" / "config.pbtxt").write_text("new")
+    (stage.entry("models/m") / "1").mkdir(parents=True)
+    (stage.path / "models" / "m" / "config.txt").write_text("new")
     stage.prepare()
     (stage.path / "model.onnx").replace(out / "model.onnx")  # the first move; then a kill
     assert stage._lock is not None
     os.close(stage._lock)  # as a killed process's lock goes with it
     assert staging.finish_interrupted(out) == [stage.path]
-    assert sorted(cli_process.files(out)) == ["model.onnx", "triton/m/config.pbtxt"]
+    assert sorted(cli_process.files(out)) == ["model.onnx", "models/m/config.txt"]
     assert (out / "model.onnx").read_text() == "new"
-    assert (out / "triton" / "m" / "config.pbtxt").read_text() == "new"
+    assert (out / "models" / "m" / "config.txt").read_text() == "new"

@@ -70,7 +70,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import prune
 
-from . import export, staging
+from . import export, staging, triton_repository
 from .data import DataError, Splits, load_data
 from .install_hint import install_command
 from .layers import {{ cookiecutter.layer_class }}
@@ -665,7 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--name",
-        type=export.triton_name,
+        type=triton_repository.triton_name,
         default="{{ cookiecutter.package_name }}",
         help="Triton model name prefix (default: %(default)s)",
     )
@@ -683,7 +683,7 @@ def add_to_triton(
             triton.entry(entry)
             triton.entry(f"{entry}_python")
             onnx_path = stage.path / Path(report.path).name
-            export.write_triton_onnx(triton.path, name=entry, onnx_path=onnx_path)
+            triton_repository.write_triton_onnx(triton.path, name=entry, onnx_path=onnx_path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -13,7 +13,7 @@ whole run has passed are they fsync'ed and moved into place, one ``os.replace`` 
   staging folders of runs killed before they were complete. A staging folder is locked
   while its run lives: a concurrent run never touches it.
 
-A folder entry (a Triton model, ``triton/<name>``) replaces the old one by two renames:
+A folder entry (``models/m``, say) replaces the old one by two renames:
 the old one into the staging folder, the new one into place; between them (microseconds,
 signals held back) only a SIGKILL can strike, and the next run finishes the move.
 """
@@ -192,7 +192,7 @@ class Stage:
 
     def entry(self, name: str) -> Path:
         """Where to write the file or folder that will be ``out/name`` (``name`` may have
-        folders: ``triton/<model>`` replaces that one model, not the whole repository)."""
+        folders: ``models/m`` replaces that one folder, not all of ``models/``)."""
         if name not in self.entries:
             self.entries.append(name)
         return self.path / name
