@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import torch
 
-from {{ cookiecutter.package_name }} import compress, export, serve
+from {{ cookiecutter.package_name }} import export, serve
 from {{ cookiecutter.package_name }}.model import Model
 
 pytestmark = pytest.mark.slow  # a server start and an ONNX export: several seconds
@@ -65,13 +65,16 @@ def model() -> Model:
 
 @pytest.fixture(scope="module")
 def repository(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``export --format triton`` plus an ONNX Runtime int8 model, as ``compress --triton``
-    adds it."""
+    """``export --format triton`` plus an entry of an ONNX Runtime int8 model (dynamic
+    quantization), which differs from eager PyTorch and is served all the same."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic  # noqa: PLC0415
+
     out = tmp_path_factory.mktemp("exported")
     assert export.main(["--format", "triton", "--name", "classifier", "--out", str(out)]) == 0
     repository = out / "triton"
     int8 = out / "model.int8.onnx"
-    compress.quantize_onnx("ort-dynamic", repository / "classifier" / "1" / "model.onnx", int8)
+    float32 = repository / "classifier" / "1" / "model.onnx"
+    quantize_dynamic(float32, int8, weight_type=QuantType.QInt8, per_channel=True)
     export.write_triton_onnx(repository, name="classifier_int8", onnx_path=int8)
     return repository
 
