@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 
 import pytest
 import yaml
@@ -68,9 +69,39 @@ def test_switches_add_and_remove_files(rendered, combo: str) -> None:
         "scripts/train-tmux.sh": answers["tmux"],
         ".github/workflows/ci.yml": answers["ci"] == "github",
         ".gitlab-ci.yml": answers["ci"] == "gitlab",
+        f"src/{answers['package_name']}/compress.py": answers["compression"],
+        "tests/test_compress.py": answers["compression"],
+        "benchmarks/compress.py": answers["compression"],
+        "notebooks/quickstart.ipynb": answers["notebook"],
     }
     present = {path: (project / path).is_file() for path in expected}
     assert present == expected
+
+
+@pytest.mark.parametrize("combo", list(COMBOS))
+def test_compression_parts_come_with_its_answer_alone(rendered, combo: str) -> None:
+    """The compress extra (torchao: never in the lock of a project without compression),
+    its place in `dev`, its nox sessions, its README section and its ignore entry."""
+    project = rendered(combo)
+    compression = answers_of(project)["compression"]
+    text = (project / "pyproject.toml").read_text()
+    pyproject = tomllib.loads(text)
+    extras = pyproject["project"]["optional-dependencies"]
+    assert ("compress" in extras) == compression
+    (everything,) = (
+        r for r in extras["dev"] if r.startswith(pyproject["project"]["name"])
+    )
+    assert ("compress" in everything.partition("[")[2]) == compression
+    assert ("torchao" in text) == compression
+    noxfile = (project / "noxfile.py").read_text()
+    assert ("def compress(" in noxfile) == compression
+    assert ("def bench_compress(" in noxfile) == compression
+    readme = (project / "README.md").read_text()
+    assert ("## Compression" in readme) == compression
+    assert ("torchao" in readme) == compression
+    assert (
+        "compressed/" in (project / ".gitignore").read_text().split()
+    ) == compression
 
 
 @pytest.mark.parametrize("combo", list(COMBOS))
