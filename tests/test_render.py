@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 
 import pytest
 import yaml
@@ -75,14 +76,37 @@ def test_switches_add_and_remove_files(rendered, combo: str) -> None:
         ".gitlab-ci.yml": answers["ci"] == "gitlab",
         **dict.fromkeys(
             [
+                f"src/{package}/fsdp.py",
+                f"src/{package}/elastic.py",
+                f"src/{package}/sharded_checkpoint.py",
+                "scripts/train.sbatch",
+                "benchmarks/fsdp_memory.py",
+                "tests/test_fsdp.py",
+                "tests/test_elastic.py",
+                "tests/test_sharded_checkpoint.py",
+            ],
+            answers["scale_out"],
+        ),
+        **dict.fromkeys(
+            [
                 f"src/{package}/triton_repository.py",
                 f"src/{package}/serve.py",
                 f"src/{package}/triton_python_model.py",
                 "tests/test_triton_repository.py",
                 "tests/test_serve.py",
+                "benchmarks/triton_latency.py",
             ],
             answers["serving"],
         ),
+        **dict.fromkeys(
+            [
+                f"src/{package}/compress.py",
+                "tests/test_compress.py",
+                "benchmarks/compress.py",
+            ],
+            answers["compression"],
+        ),
+        "notebooks/quickstart.ipynb": answers["notebook"],
     }
     present = {path: (project / path).is_file() for path in expected}
     assert present == expected
@@ -104,6 +128,32 @@ def test_serving_leaves_no_trace_when_off(rendered, combo: str) -> None:
                 if SERVING_WORDS.search(line):
                     hits.append(f"{path.relative_to(project)}:{number}: {line.strip()}")
     assert hits == []
+
+
+@pytest.mark.parametrize("combo", list(COMBOS))
+def test_compression_parts_come_with_its_answer_alone(rendered, combo: str) -> None:
+    """The compress extra (torchao: never in the lock of a project without compression),
+    its place in `dev`, its nox sessions, its README section and its ignore entry."""
+    project = rendered(combo)
+    compression = answers_of(project)["compression"]
+    text = (project / "pyproject.toml").read_text()
+    pyproject = tomllib.loads(text)
+    extras = pyproject["project"]["optional-dependencies"]
+    assert ("compress" in extras) == compression
+    (everything,) = (
+        r for r in extras["dev"] if r.startswith(pyproject["project"]["name"])
+    )
+    assert ("compress" in everything.partition("[")[2]) == compression
+    assert ("torchao" in text) == compression
+    noxfile = (project / "noxfile.py").read_text()
+    assert ("def compress(" in noxfile) == compression
+    assert ("def bench_compress(" in noxfile) == compression
+    readme = (project / "README.md").read_text()
+    assert ("## Compression" in readme) == compression
+    assert ("torchao" in readme) == compression
+    assert (
+        "compressed/" in (project / ".gitignore").read_text().split()
+    ) == compression
 
 
 @pytest.mark.parametrize("combo", list(COMBOS))

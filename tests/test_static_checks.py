@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -83,9 +84,13 @@ def test_dockerfile_passes_hadolint(rendered, combo: str) -> None:
     stages = [
         line.split()[-1] for line in text.splitlines() if line.startswith("FROM ")
     ]
-    assert {"cpu", "dev", "jupyter"} <= set(stages)
+    assert {"cpu", "dev"} <= set(stages)
     assert stages[-1] == "train"  # the last stage is what a plain `docker build` builds
-    assert "EXPOSE 8888" in text
+    # The notebook answer alone adds the jupyter target, and the notebook extra it installs.
+    notebook = answers["notebook"]
+    assert ("jupyter" in stages) == notebook
+    assert ("8888" in text) == notebook
+    assert ("--extra notebook" in text) == notebook
     package = answers["package_name"]
     assert f'CMD ["python", "-m", "{package}.train"]' in text
     ignored = (project / ".dockerignore").read_text(encoding="utf-8").split()
@@ -121,8 +126,11 @@ def test_devcontainers_match_the_schema(rendered, combo: str) -> None:
     default, gpu = (json.loads(path.read_text(encoding="utf-8")) for path in configs)
     assert default["hostRequirements"]["gpu"] == "optional"
     assert gpu["runArgs"][:2] == ["--gpus", "all"]
+    notebook = answers_of(project)["notebook"]
     for config in (default, gpu):
-        assert {8888, 6006} <= set(config["forwardPorts"])
+        # Jupyter's port and extension come with the notebook answer alone.
+        assert set(config["forwardPorts"]) == ({8888, 6006} if notebook else {6006})
+        assert set(config["portsAttributes"]) == set(map(str, config["forwardPorts"]))
         assert config["remoteUser"] not in {"root", ""}
         command = config["postCreateCommand"]
         group = f"cu{answers_of(project)['cuda_version'].replace('.', '')}"
@@ -130,11 +138,8 @@ def test_devcontainers_match_the_schema(rendered, combo: str) -> None:
         # `uv run` in the container keeps that CUDA build instead of syncing to `cpu`.
         assert config["containerEnv"]["UV_NO_SYNC"] == "1"
         extensions = set(config["customizations"]["vscode"]["extensions"])
-        assert {
-            "ms-python.python",
-            "charliermarsh.ruff",
-            "ms-toolsai.jupyter",
-        } <= extensions
+        assert {"ms-python.python", "charliermarsh.ruff"} <= extensions
+        assert ("ms-toolsai.jupyter" in extensions) == notebook
 
 
 # CI -----------------------------------------------------------------------------------
@@ -266,7 +271,8 @@ def test_pre_commit_config_is_valid(rendered, combo: str) -> None:
         (project / ".pre-commit-config.yaml").read_text(encoding="utf-8")
     )
     hooks = {hook["id"] for repo in config["repos"] for hook in repo["hooks"]}
-    assert {"check-merge-conflict", "ruff-check", "ruff-format", "nbstripout"} <= hooks
+    assert {"check-merge-conflict", "ruff-check", "ruff-format"} <= hooks
+    assert ("nbstripout" in hooks) == answers_of(project)["notebook"]
     print(
         f"{combo}: pre-commit validate-config passed; `pre-commit run` itself is not run: "
         "it clones the hook repositories, which are not reachable here (the hygiene hooks "
@@ -312,8 +318,11 @@ def test_project_passes_its_own_hygiene_hooks(
         cwd=project,
     )
     notebooks = [f for f in files if f.endswith(".ipynb")]
-    assert notebooks, "the project should carry notebooks/quickstart.ipynb"
-    check(tool("nbstripout"), "--verify", *notebooks, cwd=project)
+    if answers_of(project)["notebook"]:
+        assert notebooks == ["notebooks/quickstart.ipynb"]
+        check(tool("nbstripout"), "--verify", *notebooks, cwd=project)
+    else:
+        assert notebooks == []
     assert check(git, "diff", "--stat", cwd=project) == "", "a fixer changed a file"
 
 
@@ -376,6 +385,35 @@ def test_mypy_strict_passes_on_the_package(rendered, combo: str) -> None:
 
 
 # The notebook -------------------------------------------------------------------------
+
+
+@combos
+def test_notebook_parts_come_with_the_notebook_answer_alone(
+    rendered, combo: str
+) -> None:
+    """The notebook, its extra, its hook, its ignore entry and its CI step's name: all of
+    them with the answer yes, none of them (no empty notebooks/ either) with no."""
+    project = rendered(combo)
+    notebook = answers_of(project)["notebook"]
+    assert (project / "notebooks").exists() == notebook
+    assert (project / "notebooks" / "quickstart.ipynb").is_file() == notebook
+    pyproject = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    extras = pyproject["project"]["optional-dependencies"]
+    assert ("notebook" in extras) == notebook
+    (everything,) = (
+        r for r in extras["dev"] if r.startswith(pyproject["project"]["name"])
+    )
+    assert ("notebook" in everything.partition("[")[2]) == notebook
+    hooks = (project / ".pre-commit-config.yaml").read_text(encoding="utf-8")
+    assert ("nbstripout" in hooks) == notebook
+    ignored = (project / ".gitignore").read_text(encoding="utf-8").split()
+    assert (".ipynb_checkpoints/" in ignored) == notebook
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    assert ("## Notebook" in readme) == notebook
+    assert ("jupyter" in readme.lower()) == notebook
+    workflow = project / ".github" / "workflows" / "ci.yml"
+    if workflow.exists():
+        assert ("notebooks" in workflow.read_text(encoding="utf-8")) == notebook
 
 
 def test_notebook_runs_and_is_stripped(

@@ -149,6 +149,7 @@ def bench_fsdp(session: nox.Session) -> None:
     """Per-rank memory and steps/s of FSDP against DDP, at world 1 and 2 (gloo on CPU)."""
     sync(session)
     session.run("python", "benchmarks/fsdp_memory.py", *session.posargs)
+{% if cookiecutter.compression %}
 
 
 {% endif %}
@@ -172,10 +173,18 @@ def compress(session: nox.Session) -> None:
 def bench_compress(session: nox.Session) -> None:
     """int8 and pruned artifacts of the default model against float32: size, latency, accuracy."""
     sync(session, "--extra", "compress", "--extra", "export")
-{% if cookiecutter.serving %}
-    session.install(*SERVE)  # the Triton figures; its own environment, as `serve`'s
-{% endif %}
     session.run("python", "benchmarks/compress.py", *session.posargs)
+{% endif %}
+{% if cookiecutter.serving %}
+
+
+@nox.session(python=PYTHON, default=False)
+def bench_serve(session: nox.Session) -> None:
+    """Triton's round trips and throughput on the model's Python-backend entry."""
+    sync(session, "--extra", "export")
+    session.install(*SERVE)  # the Triton server; its own environment, as `serve`'s
+    session.run("python", "benchmarks/triton_latency.py", *session.posargs)
+{% endif %}
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The commands as a user runs them: a process of their own, signalled while it writes.
 
-Used by ``test_export.py`` and ``test_compress.py`` to prove that a SIGKILL, a Ctrl-C
+Used by the tests of the commands that write files (``test_export.py``) to prove that a SIGKILL, a Ctrl-C
 (SIGINT) or a full disk leaves every file whole: the old one or the new one.
 """
 

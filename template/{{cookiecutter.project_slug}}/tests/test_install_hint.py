@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from {{ cookiecutter.package_name }} import compress, export
+from {{ cookiecutter.package_name }} import export
 from {{ cookiecutter.package_name }}.install_hint import install_command, made_by_uv
 
 PROJECT = "{{ cookiecutter.project_slug }}"
@@ -36,4 +36,3 @@ def test_other_environments_get_pip_install(tmp_path: Path) -> None:
 
 def test_the_messages_name_this_environments_command() -> None:
     assert install_command("export") == export.INSTALL_EXPORT
-    assert install_command("compress") == compress.INSTALL_COMPRESS

@@ -123,10 +123,8 @@ def synthetic_split(
     none of it depends on ``--seed`` (the seed chooses the weights and the batch order).
 
     The validation split is four times the training split: accuracy on it moves in steps
-    of 0.006 points, and the accuracy change of a compressed model (which flips a few
-    percent of the predictions) is measured to about 0.15 point, well inside the 1-point
-    bound of ``compress`` (with 1024 samples its noise was half a point). An evaluation
-    takes under 0.1 s on one CPU core."""
+    of 0.006 points, and a change of model that flips a few percent of the predictions is
+    measured to about 0.15 point (with 1024 samples its noise was half a point). An evaluation takes under 0.1 s on one CPU core."""
     num_samples = {"train": 4096, "val": 16384}[split]
     centres = torch.randn(num_classes, in_features, generator=torch.Generator().manual_seed(0))
     generator = torch.Generator().manual_seed(1 if split == "train" else 2)

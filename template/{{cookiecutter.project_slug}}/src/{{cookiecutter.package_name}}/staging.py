@@ -1,8 +1,8 @@
 """Outputs that appear whole or not at all, and signals that stop a command cleanly.
 
-``export`` and ``compress`` write every file of a run into a private staging folder,
-``OUT/.staging-XXXXXXXX/``: hidden, and inside ``OUT``, so on the same file system (a
-rename is atomic only within one). Every check runs on the staged files. Only when the
+The commands that write files (``export`` among them) write every file of a run into a
+private staging folder, ``OUT/.staging-XXXXXXXX/``: hidden, and inside ``OUT``, so on the
+same file system (a rename is atomic only within one). Every check runs on the staged files. Only when the
 whole run has passed are they fsync'ed and moved into place, one ``os.replace`` each:
 
 * an error, Ctrl-C or SIGTERM before that removes the staging folder: ``OUT`` is as it was;

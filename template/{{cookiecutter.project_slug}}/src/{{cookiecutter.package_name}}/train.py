@@ -173,9 +173,8 @@ def build_parser() -> argparse.ArgumentParser:
     # AdamW step of lr moves a weight by about lr of its size; with nn.Linear's init (mean
     # |W| 0.5/sqrt(fan_in)) the same lr is a step 8 and 16 times larger relative to the
     # weights of the default model's layers (fan_in 16 and 64). At 1e-3 the default model
-    # was at 74% validation accuracy after 200 steps (the data allows 92%), and a model
-    # that far from converged loses points to any pruning; at 3e-3 it is at 88 to 91%
-    # after 200 steps and at 91% after 1000.
+    # was at 74% validation accuracy after 200 steps (the data allows 92%), far from
+    # converged; at 3e-3 it is at 88 to 91% after 200 steps and at 91% after 1000.
     opt.add_argument("--lr", type=POSITIVE_FLOAT, default=3e-3, help="peak learning rate")
     opt.add_argument(
         "--schedule",
