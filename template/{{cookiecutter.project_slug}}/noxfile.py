@@ -141,18 +141,18 @@ def bench_checker(session: nox.Session) -> None:
     """check_module_contract's time per torch.nn built-in; fails on a false positive."""
     sync(session)
     session.run("python", "benchmarks/checker.py", *session.posargs)
-
-
 {% if cookiecutter.scale_out %}
+
+
 @nox.session(python=PYTHON, default=False)
 def bench_fsdp(session: nox.Session) -> None:
     """Per-rank memory and steps/s of FSDP against DDP, at world 1 and 2 (gloo on CPU)."""
     sync(session)
     session.run("python", "benchmarks/fsdp_memory.py", *session.posargs)
+{% endif %}
 {% if cookiecutter.compression %}
 
 
-{% endif %}
 @nox.session(python=PYTHON, default=False)
 def compress(session: nox.Session) -> None:
     """Compression tests, then every compressed artifact of a short run, with its report."""
