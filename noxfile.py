@@ -55,7 +55,10 @@ def tests(session: nox.Session) -> None:
     """Every test of the template: renders, engines, validation, generated suites."""
     install_test_env(session)
     # Two workers (pytest-xdist): installs, servers and Slurm jobs wait on I/O half the time.
-    session.run("pytest", "tests", "-n", "2", "--dist", "loadgroup", *session.posargs)
+    session.run(
+        "pytest", "tests", "-n", "2", "--dist", "loadgroup", "--durations", "25",
+        *session.posargs,
+    )  # fmt: skip
 
 
 @nox.session

@@ -368,9 +368,20 @@ def test_sp_repo_review_finds_no_failure(rendered, combo: str, tmp_path: Path) -
     assert len(results) > 40  # the review really ran its families of checks
 
 
-# "everything" runs `nox -s mypy` through its README (tests/test_readme.py).
+@pytest.fixture(scope="session")
+def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One mypy cache for every render: torch's stubs are analysed once, not per render
+    (the renders' own modules differ, and mypy checks them again by their hashes)."""
+    return tmp_path_factory.mktemp("mypy-cache")
+
+
+# "everything" runs `nox -s mypy` through its README (tests/test_readme.py). One worker
+# runs them all, one after the other, on the shared cache.
+@pytest.mark.xdist_group("mypy")
 @pytest.mark.parametrize("combo", [c for c in COMBOS if c != "everything"])
-def test_mypy_strict_passes_on_the_package(rendered, combo: str) -> None:
+def test_mypy_strict_passes_on_the_package(
+    rendered, mypy_cache: Path, combo: str
+) -> None:
     """What `nox -s mypy` checks: a typed package (py.typed) that passes strict mypy,
     in the core and with each capability alone."""
     project = rendered(combo)
@@ -381,7 +392,7 @@ def test_mypy_strict_passes_on_the_package(rendered, combo: str) -> None:
     except ImportError:
         pytest.fail("mypy is not installed: pip install mypy types-tqdm")
     # pyproject.toml's [tool.mypy] (strict, files = ["src"]) configures the run.
-    check(sys.executable, "-m", "mypy", cwd=project)
+    check(sys.executable, "-m", "mypy", "--cache-dir", mypy_cache, cwd=project)
 
 
 # The notebook -------------------------------------------------------------------------
