@@ -14,6 +14,8 @@ import re
 from pathlib import Path
 
 import pytest
+import readme_blocks
+import yaml
 from rendering import (
     CAPABILITIES,
     COMBOS,
@@ -52,6 +54,10 @@ ALLOWED = {
     ("README.md", "compression"): "the layer's section says what its mask is for",
     (".devcontainer/schema/*", "notebook"): "the dev container spec's schema, vendored",
 }
+
+
+def answers_of(project: Path) -> dict:
+    return yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
 
 
 def answers(*on: str) -> dict[str, str]:
@@ -195,3 +201,40 @@ def test_engines_agree_on_every_combination_of_capabilities(
     a, b = snapshot(by_copier), snapshot(by_cookiecutter)
     assert sorted(a) == sorted(b), "the engines produced different sets of paths"
     assert [path for path in a if a[path] != b[path]] == []
+
+
+def run_as(language: str, code: str, mode: str, argument: str) -> tuple:
+    """What a block runs: a shell block's commands (its comments aside), Python's code."""
+    if language == "bash":
+        return (language, repr(readme_blocks.commands(code)), mode, argument)
+    return (language, code, mode, argument)
+
+
+@pytest.mark.parametrize("combo", [c for c in COMBOS if c != "everything"])
+def test_the_readme_run_covers_every_block_of_every_render(
+    rendered, combo: str
+) -> None:
+    """tests/test_readme.py runs the README of "everything" as written: that covers each
+    other render's README because its every block that runs is there too, with the same
+    commands and marker (the names the answers give, such as the package's, aside)."""
+    everything = {
+        run_as(block.language, block.code, block.mode, block.argument)
+        for block in readme_blocks.blocks(rendered("everything") / "README.md")
+    }
+    project = rendered(combo)
+    ours, theirs = answers_of(project), answers_of(rendered("everything"))
+    names = {
+        ours[key]: theirs[key]
+        for key in ("package_name", "project_slug", "layer_class")
+        if ours[key] != theirs[key]
+    }
+    missing = []
+    for block in readme_blocks.blocks(project / "README.md"):
+        if block.mode == "skip":  # checked statically, not run
+            continue
+        code = block.code
+        for name, replacement in names.items():
+            code = code.replace(name, replacement)
+        if run_as(block.language, code, block.mode, block.argument) not in everything:
+            missing.append(block.describe())
+    assert missing == []
