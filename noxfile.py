@@ -54,9 +54,10 @@ def lint(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Every test of the template: renders, engines, validation, generated suites."""
     install_test_env(session)
-    # Two workers (pytest-xdist): installs, servers and Slurm jobs wait on I/O half the time.
+    # Three workers (pytest-xdist) on CI's two cores: installs, servers and Slurm jobs wait
+    # on I/O and timers much of the time, and a third worker fills those waits.
     session.run(
-        "pytest", "tests", "-n", "2", "--dist", "loadgroup", "--durations", "25",
+        "pytest", "tests", "-n", "3", "--dist", "loadgroup", "--durations", "25",
         *session.posargs,
     )  # fmt: skip
 
