@@ -6,7 +6,8 @@ the project's declared dependencies (a dependency missing from pyproject.toml fa
 * every capability on ("everything"): its README's commands, run as written by
   tests/test_readme.py (uv, pip, nox, every section in order, the generated CI's jobs);
 * the default answers (the core): the ``test`` extra alone in a fresh environment, and the
-  whole suite; the other combinations: the same without slow tests;
+  whole suite; each other combination: the test extra and its capabilities' extras, and
+  the quick tests of its capabilities;
 * every combination: ``python -m build``, ``twine check --strict``, the wheel in another
   fresh environment (its CLIs run, or it refuses a Python below requires-python), and the
   checks that need no torch on the interpreter the answers name (byte-compiling, ``ruff
@@ -33,7 +34,9 @@ import pytest
 import yaml
 from packaging.specifiers import SpecifierSet
 from rendering import (
+    CAPABILITIES,
     COMBOS,
+    TEMPLATE,
     TORCH,
     Stopwatch,
     checked,
@@ -50,6 +53,7 @@ from rendering import (
 combos = pytest.mark.parametrize("combo", list(COMBOS))
 NOX_TESTS = ["tests/test_layers.py", "tests/test_model.py"]
 PASSED = re.compile(r"\b(\d+) passed\b")
+GENERATED = TEMPLATE / "template" / "{{cookiecutter.project_slug}}"
 
 
 def answers_of(project: Path) -> dict:
@@ -129,6 +133,31 @@ def copy_of(rendered, tmp_path_factory: pytest.TempPathFactory):
 # The test extra alone: the suite sees exactly the declared dependencies ------------------
 
 
+# The extras a capability's own tests need beyond the test extra (pyproject.toml).
+CAPABILITY_EXTRAS = {"serving": ["export"], "compression": ["compress"]}
+
+
+def capabilities_of(combo: str) -> list[str]:
+    return [name for name in CAPABILITIES if COMBOS[combo].get(name) == "true"]
+
+
+def capability_tests(combo: str) -> list[str]:
+    """The test files that the combination's capabilities add (their conditional names)."""
+    found = []
+    for path in sorted((GENERATED / "tests").iterdir()):
+        name = re.sub(r"{%.*?%}", "", path.name)
+        owners = [
+            c for c in capabilities_of(combo) if f"cookiecutter.{c} %}}" in path.name
+        ]
+        if owners and name.startswith("test_"):
+            found.append(f"tests/{name}")
+    return found
+
+
+# The core (the default answers) runs its whole suite with the test extra alone.
+# "everything" runs its whole suite through its README (tests/test_readme.py). Each other
+# combination runs the quick tests of the capabilities it adds, with the test extra and
+# their own extras: the core's tests there are the core's files, run above.
 @pytest.mark.parametrize("combo", [combo for combo in COMBOS if combo != "everything"])
 def test_suite_passes_with_only_the_declared_dependencies(
     copy_of, tmp_path: Path, timings, combo: str
@@ -137,41 +166,51 @@ def test_suite_passes_with_only_the_declared_dependencies(
     watch = timings(combo)
     version = torch_python()
     python = uv_venv(tmp_path / "venv", interpreter(version) or sys.executable)
-    with watch("test-extra install"):
+    extras = ["test"] + [
+        extra
+        for name in capabilities_of(combo)
+        for extra in CAPABILITY_EXTRAS.get(name, [])
+    ]
+    with watch("install (declared extras)"):
         if admits(project, version):
             # What `pip install -e ".[test]"` installs: the README's light route.
-            result = uv_pip_install(python, "-e", f"{project}[test]", TORCH)
+            result = uv_pip_install(
+                python, "-e", f"{project}[{','.join(extras)}]", TORCH
+            )
             env = venv_environ(python)
-            how = f'`-e ".[test]"` on Python {version}'
+            how = f'`-e ".[{",".join(extras)}]"` on Python {version}'
         else:
             # The project's Python has no torch wheel here: its dependencies only.
             pyproject = project / "pyproject.toml"
-            result = uv_pip_install(
-                python, "-r", str(pyproject), "--extra", "test", TORCH
-            )
+            options = [arg for extra in extras for arg in ("--extra", extra)]
+            result = uv_pip_install(python, "-r", str(pyproject), *options, TORCH)
             env = venv_environ(python, project)
             how = (
-                f"dependencies of pyproject.toml (test extra) on Python {version}, src on "
-                f"PYTHONPATH: requires-python {requires_python(project)} excludes {version}, "
-                f"and torch has no wheel here for {answers_of(project)['python_version']}"
+                f"dependencies of pyproject.toml ({', '.join(extras)}) on Python {version}, "
+                f"src on PYTHONPATH: requires-python {requires_python(project)} excludes "
+                f"{version}, and torch has no wheel here for "
+                f"{answers_of(project)['python_version']}"
             )
         checked(result, f"installing {combo}")
-    # Exactly the declared dependencies: nothing from the export extra, say.
-    probe = run_command([str(python), "-c", "import onnx"], env=env)
-    assert probe.returncode != 0, (
-        "onnx is installed but the test extra does not declare it"
-    )
-    # The core (the default answers) runs every test; "everything" runs every test through
-    # its README (tests/test_readme.py); the other combinations skip the slow ones.
-    marker = [] if combo == "default" else ["-m", "not slow"]
-    with watch("suite (test extra)"):
+    if extras == ["test"]:
+        # Exactly the declared dependencies: nothing from the export extra, say.
+        probe = run_command([str(python), "-c", "import onnx"], env=env)
+        assert probe.returncode != 0, (
+            "onnx is installed but the test extra does not declare it"
+        )
+    if combo == "default":
+        selection: list[str] = []
+    else:
+        selection = ["-m", "not slow", *capability_tests(combo)]
+        assert len(selection) > 2, f"{combo}: no test file of its capabilities"
+    with watch("suite"):
         result = run_command(
-            [str(python), "-m", "pytest", "-p", "no:cacheprovider", "-q", *marker],
+            [str(python), "-m", "pytest", "-p", "no:cacheprovider", "-q", *selection],
             cwd=project,
             env=env,
             timeout=1200,
         )
-    passed_suite(result, f"{combo}: pytest {' '.join(marker)} with {how}")
+    passed_suite(result, f"{combo}: pytest {' '.join(selection)} with {how}")
 
 
 # Build, and the wheel in a fresh environment --------------------------------------------
