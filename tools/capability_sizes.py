@@ -3,8 +3,8 @@
     python tools/capability_sizes.py [--suite]
 
 renders the default answers (the core) and the core plus each capability alone (copier,
-this tree), and prints one Markdown table: files, lines outside tests/, tests (pytest's
-collection) and, with ``--suite``, the seconds of the quick suite (``pytest -m "not slow"``,
+this tree), and prints one Markdown table: files, lines outside tests/ (and how many of
+them are Python), tests (pytest's collection) and, with ``--suite``, the seconds of the quick suite (``pytest -m "not slow"``,
 one torch thread) run with this interpreter and the project's ``src`` on PYTHONPATH. A
 capability's row gives what it adds to the core. `nox -s sizes` runs it with --suite in an
 environment that has every capability's dependencies, so no test of theirs is skipped.
@@ -22,21 +22,25 @@ from pathlib import Path
 
 from rendering import CAPABILITIES, generated_env, render_copier
 
+KEYS = ("files", "lines", "python", "tests")
 COLLECTED = re.compile(r"(\d+) tests? collected")
 SUMMARY = re.compile(r"(\d+) (passed|skipped|failed|errors?)")
 
 
-def files_and_lines(project: Path) -> tuple[int, int]:
-    """Files (answers file and .git aside), and lines of the files outside tests/."""
-    files = lines = 0
+def files_and_lines(project: Path) -> tuple[int, int, int]:
+    """Files (answers file and .git aside), lines of the files outside tests/, and of
+    those the lines of Python (modules, benchmarks, the noxfile)."""
+    files = lines = python = 0
     for path in project.rglob("*"):
         relative = path.relative_to(project)
         if not path.is_file() or relative.as_posix() == ".copier-answers.yml":
             continue
         files += 1
         if relative.parts[0] != "tests":
-            lines += len(path.read_bytes().splitlines())
-    return files, lines
+            count = len(path.read_bytes().splitlines())
+            lines += count
+            python += count if path.suffix == ".py" else 0
+    return files, lines, python
 
 
 def pytest_in(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -86,21 +90,22 @@ def main(argv: list[str] | None = None) -> int:
             renders[name] = render_copier(folder, {name: "true"})
         measured = {}
         for name, project in renders.items():
-            files, lines = files_and_lines(project)
-            figures = {"files": files, "lines": lines, "tests": tests_of(project)}
+            files, lines, python = files_and_lines(project)
+            figures = {"files": files, "lines": lines, "python": python}
+            figures["tests"] = tests_of(project)
             if args.suite:
                 figures["seconds"], figures["outcome"] = quick_suite(project)
             measured[name] = figures
             print(f"measured {name}: {figures}", file=sys.stderr, flush=True)
     core = measured["core"]
-    header = "| part | files | lines outside tests | tests |"
+    header = "| part | files | lines outside tests | of them Python | tests |"
     header += " quick suite of the render |" if args.suite else ""
     rows = [header, header_rule(header)]
     for name, figures in measured.items():
         if name == "core":
-            cells = [str(figures[k]) for k in ("files", "lines", "tests")]
+            cells = [str(figures[k]) for k in KEYS]
         else:
-            cells = [f"+{figures[k] - core[k]}" for k in ("files", "lines", "tests")]
+            cells = [f"+{figures[k] - core[k]}" for k in KEYS]
         if args.suite:
             cells.append(f"{figures['seconds']:.0f} s ({figures['outcome']})")
         label = "core (every capability off)" if name == "core" else f"`{name}`"
