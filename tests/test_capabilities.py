@@ -33,7 +33,7 @@ MARKS = {
         r"fsdp|fully_shard|sharded|slurm|\bsbatch|torchelastic|multi-node",
         re.IGNORECASE,
     ),
-    "serving": re.compile(r"triton", re.IGNORECASE),
+    "serving": re.compile(r"(?i:triton)|nox -s serve|def serve\(|\bSERVE\b"),
     "compression": re.compile(r"torchao|compress|quantiz|prun(e|ing)", re.IGNORECASE),
     "notebook": re.compile(
         r"jupyter|notebook|nbstripout|ipykernel|ipynb", re.IGNORECASE

@@ -15,10 +15,6 @@ TEXT_SUFFIXES = {"", ".py", ".toml", ".md", ".yml", ".yaml", ".json", ".sh", ".c
                  ".ipynb", ".pbtxt", ".ini"}  # fmt: skip
 
 
-# What only serving writes: Triton, tritonserver, tritonclient, pytriton; the nox session.
-SERVING_WORDS = re.compile(r"(?i:triton)|nox -s serve|def serve\(|\bSERVE\b")
-
-
 def answers_of(project) -> dict:
     return yaml.safe_load((project / ".copier-answers.yml").read_text())
 
@@ -110,24 +106,6 @@ def test_switches_add_and_remove_files(rendered, combo: str) -> None:
     }
     present = {path: (project / path).is_file() for path in expected}
     assert present == expected
-
-
-@pytest.mark.parametrize(
-    "combo", [combo for combo, data in COMBOS.items() if data.get("serving") != "true"]
-)
-def test_serving_leaves_no_trace_when_off(rendered, combo: str) -> None:
-    """Without serving, nothing names Triton or its server: no module, flag, extra, nox
-    session, CI job or README line."""
-    project = rendered(combo)
-    assert answers_of(project)["serving"] is False
-    hits = []
-    for path in project.rglob("*"):
-        if path.is_file() and path.suffix in TEXT_SUFFIXES and ".git" not in path.parts:
-            text = path.read_text(encoding="utf-8")
-            for number, line in enumerate(text.splitlines(), 1):
-                if SERVING_WORDS.search(line):
-                    hits.append(f"{path.relative_to(project)}:{number}: {line.strip()}")
-    assert hits == []
 
 
 @pytest.mark.parametrize("combo", list(COMBOS))

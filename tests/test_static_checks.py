@@ -368,24 +368,16 @@ def test_sp_repo_review_finds_no_failure(rendered, combo: str, tmp_path: Path) -
     assert len(results) > 40  # the review really ran its families of checks
 
 
-@pytest.fixture(scope="session")
-def mypy_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One mypy cache for every render: torch's stubs are analysed once, not per render
-    (the renders' own modules differ, and mypy checks them again by their hashes)."""
-    return tmp_path_factory.mktemp("mypy-cache")
-
-
 # "everything" runs `nox -s mypy` through its README (tests/test_readme.py): every module
 # of every part. What it cannot see are the lines a part's answer takes away from another
 # part's module: compression without serving (compress.py's --triton) is that render. And
-# the core, which most projects are. One worker runs both, one after the other.
+# the core, which most projects are.
 MYPY_COMBOS = ["default", "bsd-devcontainer-only"]
 
 
-@pytest.mark.xdist_group("mypy")
 @pytest.mark.parametrize("combo", MYPY_COMBOS)
 def test_mypy_strict_passes_on_the_package(
-    rendered, mypy_cache: Path, combo: str
+    rendered, tmp_path: Path, combo: str
 ) -> None:
     """What `nox -s mypy` checks: a typed package (py.typed) that passes strict mypy."""
     project = rendered(combo)
@@ -396,7 +388,9 @@ def test_mypy_strict_passes_on_the_package(
     except ImportError:
         pytest.fail("mypy is not installed: pip install mypy types-tqdm")
     # pyproject.toml's [tool.mypy] (strict, files = ["src"]) configures the run.
-    check(sys.executable, "-m", "mypy", "--cache-dir", mypy_cache, cwd=project)
+    # The cache goes to a folder of the test's own: the shared render stays as rendered.
+    cache = tmp_path / "mypy-cache"
+    check(sys.executable, "-m", "mypy", "--cache-dir", cache, cwd=project)
 
 
 # The notebook -------------------------------------------------------------------------
