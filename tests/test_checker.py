@@ -101,7 +101,9 @@ for name, (factory, inputs) in BUILT_INS.items():
 report["idioms"] = {}
 for idiom in correct_modules.IDIOMS:
     factory = idiom.factory if idiom.takes_factory_kwargs else None
-    report["idioms"][idiom.name] = check(idiom.build(), *idiom.inputs(), kwargs=idiom.kwargs(), factory=factory)
+    report["idioms"][idiom.name] = check(
+        idiom.build(), *idiom.inputs(), kwargs=idiom.kwargs(), factory=factory, **idiom.options
+    )
 report["stale_skip"] = check(nn.Linear(4, 4), torch.randn(3, 4), skip={"fixed-dtype@weight": "old"})
 report["crash"] = check(nn.Linear(4, 4), torch.randn(2, 5))
 report["skipped"] = check(

@@ -2,8 +2,12 @@
 
 Each one uses an idiom that a cruder checker would reject: a float32 upcast cast back
 (RMSNorm, softmax), tied weights, a frozen base with trainable adapters, a cache buffer
-written in place, parametrizations, keyword inputs, batches as dicts and dataclasses.
-``IDIOMS`` pairs each with its inputs; ``test_contract.py`` checks them all.
+written in place, parametrizations, keyword inputs, batches as dicts and dataclasses;
+and what real libraries do (transformers, timm): outputs that carry a key-value cache, a
+float32 step that meets the input and is cast back, rotary bands kept in float32, an input
+marked ``requires_grad``, a sparse buffer, stateless helpers outside the registry, an
+initialiser of the model's own. ``IDIOMS`` pairs each with its inputs;
+``test_contract.py`` checks them all.
 """
 
 from __future__ import annotations
@@ -235,6 +239,143 @@ class DataclassBatchModel(nn.Module):
         return self.linear(batch.features) * scale
 
 
+class KeyValueCache:
+    """A plain object that holds tensors, as transformers' ``DynamicCache`` does."""
+
+    def __init__(self) -> None:
+        self.keys: list[Tensor] = []
+        self.seen_tokens = 0
+
+    def append(self, key: Tensor) -> None:
+        self.keys.append(key)
+        self.seen_tokens += key.shape[1]
+
+
+@dataclass
+class DecoderOutput:
+    """A model output: tensors beside a cache object and a field left None."""
+
+    logits: Tensor
+    cache: KeyValueCache
+    attentions: Tensor | None = None
+
+
+class CachingDecoder(nn.Module):
+    """Returns its logits with the cache a generation loop feeds back (GPT-2, Llama)."""
+
+    def __init__(self, *, device: torch.device | str | None = None) -> None:
+        super().__init__()
+        self.key = nn.Linear(4, 4, device=device)
+        self.head = nn.Linear(4, 3, device=device)
+
+    def forward(self, x: Tensor) -> DecoderOutput:
+        cache = KeyValueCache()
+        cache.append(self.key(x))
+        return DecoderOutput(self.head(x), cache)
+
+
+class T5LayerNorm(nn.Module):
+    """T5's norm: a float32 variance meets the input, and the product is cast back."""
+
+    def __init__(self, features: int, *, device: torch.device | str | None = None) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(features, device=device))
+
+    def forward(self, x: Tensor) -> Tensor:
+        variance = x.to(torch.float32).pow(2).mean(-1, keepdim=True)
+        x = x * torch.rsqrt(variance + 1e-6)  # float32 now, by type promotion
+        return self.weight * x.type_as(self.weight)
+
+
+class RotaryBands(nn.Module):
+    """timm's rotary embedding: its bands stay float32 whatever ``.to()`` asks.
+
+    The bands are a non-persistent buffer (recomputed, never saved) that ``_apply()`` keeps
+    at least float32; they are cast to the input's dtype where they are used.
+    """
+
+    bands: Tensor
+
+    def __init__(self, features: int, *, device: torch.device | str | None = None) -> None:
+        super().__init__()
+        self.features = features
+        self.register_buffer("bands", self.compute_bands(device), persistent=False)
+        self.linear = nn.Linear(features, features, device=device)
+
+    def compute_bands(self, device: torch.device | str | None) -> Tensor:
+        return torch.linspace(1.0, 0.01, self.features, device=device, dtype=torch.float32)
+
+    def _apply(self, fn: Callable[..., Any], recurse: bool = True) -> RotaryBands:
+        super()._apply(fn, recurse)
+        if self.bands.dtype in (torch.float16, torch.bfloat16):
+            self.bands = self.compute_bands(self.bands.device)
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x) * torch.cos(self.bands).to(x.dtype)
+
+
+class FeatureEncoder(nn.Module):
+    """wav2vec2's feature encoder: marks its input as requiring grad (for checkpointing)."""
+
+    def __init__(self, *, device: torch.device | str | None = None) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(1, 4, 3, device=device)
+
+    def forward(self, waveform: Tensor) -> Tensor:
+        hidden = waveform[:, None]
+        if self.training:
+            hidden.requires_grad = True
+        return self.conv(hidden)
+
+
+class SparseGraphLayer(nn.Module):
+    """A fixed adjacency matrix kept as a sparse COO buffer (graph networks)."""
+
+    adjacency: Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("adjacency", torch.eye(4).to_sparse())
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sparse.mm(self.adjacency, self.linear(x).t()).t()
+
+
+class WithKernelWrappers(nn.Module):
+    """Stateless helper modules in a plain dict (transformers' hub-kernel wrappers).
+
+    They hold no parameter or buffer and never read ``self.training``: nothing is lost
+    outside nn.Module's registry.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+        self.helpers = {"activation": nn.GELU()}
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.helpers["activation"](self.linear(x))
+
+
+class PatchEmbedding(nn.Module):
+    """timm's and torchtitan's way: the model's own ``init_weights()`` fills what it owns."""
+
+    def __init__(
+        self, *, device: torch.device | str | None = None, dtype: torch.dtype | None = None
+    ):
+        super().__init__()
+        self.position = nn.Parameter(torch.empty(5, 4, device=device, dtype=dtype))
+        self.projection = nn.Linear(4, 4, device=device, dtype=dtype)
+
+    def init_weights(self) -> None:
+        nn.init.trunc_normal_(self.position, std=0.02)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.projection(x + self.position)
+
+
 @dataclass(frozen=True)
 class Idiom:
     """A correct module, how to build it, and its inputs."""
@@ -245,6 +386,8 @@ class Idiom:
     kwargs: Callable[[], dict[str, Any]] = field(default=dict)
     # Passed to the checker as factory= (meta-init, factory-kwargs).
     takes_factory_kwargs: bool = True
+    # Other keyword arguments of check_module_contract (init=).
+    options: dict[str, Any] = field(default_factory=dict)
 
     def build(self) -> nn.Module:
         return self.factory()
@@ -319,5 +462,47 @@ IDIOMS = [
         DataclassBatchModel,
         lambda: (Batch(torch.randn(3, 4), torch.tensor([1, 2, 3])),),
         takes_factory_kwargs=False,
+    ),
+    Idiom(
+        "output with a key-value cache object",
+        CachingDecoder,
+        lambda: (torch.randn(2, 3, 4),),
+        takes_factory_kwargs=False,
+    ),
+    Idiom(
+        "T5 norm: float32 step cast back",
+        lambda **kw: T5LayerNorm(8, **kw),
+        lambda: (torch.randn(3, 8),),
+        takes_factory_kwargs=False,
+    ),
+    Idiom(
+        "rotary bands kept float32 by _apply",
+        lambda **kw: RotaryBands(8, **kw),
+        lambda: (torch.randn(2, 8),),
+        takes_factory_kwargs=False,
+    ),
+    Idiom(
+        "input marked requires_grad",
+        FeatureEncoder,
+        lambda: (torch.randn(2, 16),),
+        takes_factory_kwargs=False,
+    ),
+    Idiom(
+        "sparse buffer",
+        SparseGraphLayer,
+        lambda: (torch.randn(3, 4),),
+        takes_factory_kwargs=False,
+    ),
+    Idiom(
+        "stateless helpers in a plain dict",
+        WithKernelWrappers,
+        lambda: (torch.randn(3, 4),),
+        takes_factory_kwargs=False,
+    ),
+    Idiom(
+        "the model's own init_weights()",
+        PatchEmbedding,
+        lambda: (torch.randn(2, 5, 4),),
+        options={"init": "init_weights"},
     ),
 ]

@@ -73,7 +73,7 @@ def test_checker_catches_each_broken_module(case: broken_modules.Case) -> None:
 def test_checker_accepts_each_modern_idiom_without_a_skip(idiom: correct_modules.Idiom) -> None:
     factory = idiom.factory if idiom.takes_factory_kwargs else None
     report = check_module_contract(
-        idiom.build(), *idiom.inputs(), kwargs=idiom.kwargs(), factory=factory
+        idiom.build(), *idiom.inputs(), kwargs=idiom.kwargs(), factory=factory, **idiom.options
     )
     assert report.skipped == []
     assert report.rules == list(RULES)
@@ -90,6 +90,17 @@ def test_a_parametrized_weight_that_reset_parameters_misses_gets_the_assignment_
         "parameter 'parametrizations.weight.original1'",
     }
     assert all("right_inverse" in v.fix for v in found)
+
+
+def test_a_model_with_its_own_initialiser_names_it_with_init() -> None:
+    model, x = correct_modules.PatchEmbedding, torch.randn(2, 5, 4)
+    with pytest.raises(ModuleContractError) as caught:
+        check_module_contract(model(), x, factory=model, rules=["meta-init"])
+    (violation,) = caught.value.violations
+    assert violation.where == "parameter 'position'"
+    assert "init=" in violation.fix
+    with pytest.raises(ValueError, match="has no method 'init_weight'"):
+        check_module_contract(model(), x, factory=model, init="init_weight")
 
 
 def test_a_module_that_reads_a_value_while_built_cannot_go_on_meta() -> None:

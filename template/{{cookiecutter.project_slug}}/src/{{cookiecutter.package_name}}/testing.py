@@ -48,6 +48,7 @@ import collections
 import contextlib
 import copy
 import dataclasses
+import inspect
 import io
 import itertools
 import math
@@ -119,7 +120,8 @@ _FIXES: dict[str, str] = {
     "eval-inference": "gate randomness on self.training (F.dropout(x, p, self.training)), "
     "leave buffers alone in eval mode, and never re-enable autograd inside forward()",
     "meta-init": "pass device=/dtype= to every tensor made in __init__ and fill them all in "
-    "reset_parameters() (non-persistent buffers included)",
+    "reset_parameters() (non-persistent buffers included); a model with an initialiser of "
+    'its own (init_weights()) names it: check_module_contract(..., init="init_weights")',
     "factory-kwargs": "pass device= and dtype= on to every parameter, buffer and submodule "
     "made in __init__",
     "non-contiguous": "do not rely on memory layout: reshape() instead of view(), and no "
@@ -222,6 +224,7 @@ def check_module_contract(
     loss: Callable[[Any], Tensor] | None = None,
     rtol: float | None = None,
     atol: float | None = None,
+    init: str = "reset_parameters",
 ) -> ContractReport:
     """Check ``module`` against the rules of :data:`RULES`; raise if any is broken.
 
@@ -242,6 +245,9 @@ def check_module_contract(
             round trip loads into ``factory()`` (else into a copy of ``module``).
         loss: maps the output to the scalar whose backward pass must reach every trainable
             parameter. Default: the sum of every floating-point output.
+        init: the name of the model's own initialiser, such as timm's and torchtitan's
+            ``"init_weights"``: rule ``meta-init`` calls it on ``factory()``'s module after
+            every submodule's ``reset_parameters()``. Default: ``reset_parameters`` alone.
         rtol: relative tolerance of output comparisons (default: torch.testing's).
         atol: absolute tolerance of output comparisons (default: torch.testing's).
 
@@ -266,10 +272,16 @@ def check_module_contract(
             raise ValueError(f"skip: give the reason why {key!r} is accepted")
     if (rtol is None) != (atol is None):
         raise ValueError("give both rtol and atol, or neither")
+    if init != "reset_parameters" and not callable(getattr(module, init, None)):
+        raise ValueError(
+            f"init: {type(module).__name__} has no method {init!r}; name the method that "
+            "initialises its parameters and buffers (default: reset_parameters)"
+        )
     global _user_dirs  # noqa: PLW0603 - one check at a time; restored below
     previous_dirs = _user_dirs
     _user_dirs = _package_dirs(module)
     checker = _Checker(module, example_inputs, dict(kwargs or {}), factory, loss, rtol, atol)
+    checker.init = init
     try:
         # The random state is restored afterwards: CPU, and the GPUs if CUDA is in use.
         with torch.random.fork_rng(devices=_cuda_devices()):
@@ -338,7 +350,9 @@ class _Checker:
         self.violations: list[Violation] = []
         self.notes: list[str] = []
         self.module_in_forward = False
+        self.last_inputs: list[Tensor] = []  # the copies the last call() passed
         self.selected: set[str] = set()
+        self.init = "reset_parameters"  # rule meta-init's initialiser, besides reset_parameters
 
     # -- the driver -------------------------------------------------------------------
 
@@ -406,6 +420,7 @@ class _Checker:
         # Fresh copies every call: a forward() that changes its inputs cannot change the
         # next call's (clone() keeps the autograd link to an input that requires grad).
         args, kwargs = _map_tensors(torch.clone, self.inputs if inputs is None else inputs)
+        self.last_inputs = _flat_tensors((args, kwargs))
         return module(*args, **kwargs)
 
     def converted(self, fn: Callable[[Tensor], Tensor]) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -421,14 +436,34 @@ class _Checker:
             raise _Crash from error
 
     def same(self, actual: Any, expected: Any) -> bool:
-        rtol, atol = self.rtol, self.atol
-        low = [t.dtype for t in _flat_tensors(expected) if t.dtype in (torch.bfloat16, torch.half)]
-        if rtol is None and low:  # one rounding step apart (another summation order)
-            rtol, atol = 1.6e-2, max(torch.finfo(dtype).eps for dtype in low)
-        try:
-            torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
-        except _NOT_CLOSE:
+        """Whether two outputs hold the same values: every tensor, by its path in them.
+
+        Caches, dataclasses and model outputs are looked into (:func:`_held_values`); a
+        value that cannot be compared is noted once, never counted as a difference.
+        """
+        held, wanted = _held_values(actual), _held_values(expected)
+        if held.keys() != wanted.keys():
             return False
+        return all(self.same_value(held[path], value, path) for path, value in wanted.items())
+
+    def same_value(self, actual: Any, expected: Any, path: str) -> bool:
+        if isinstance(expected, Tensor) and isinstance(actual, Tensor):
+            rtol, atol = self.rtol, self.atol
+            if rtol is None and expected.dtype in (torch.bfloat16, torch.half):
+                # One rounding step apart (another summation order).
+                rtol, atol = 1.6e-2, torch.finfo(expected.dtype).eps
+            try:
+                torch.testing.assert_close(actual, expected, rtol=rtol, atol=atol, equal_nan=True)
+            except _NOT_CLOSE:
+                return False
+            return True
+        if isinstance(expected, float) and isinstance(actual, float):
+            return math.isclose(actual, expected) or (math.isnan(actual) and math.isnan(expected))
+        if isinstance(expected, _PLAIN_VALUES) or isinstance(actual, Tensor):
+            return bool(type(actual) is type(expected) and actual == expected)
+        note = f"outputs: {path} ({type(expected).__name__}) holds no tensor; not compared"
+        if note not in self.notes:
+            self.notes.append(note)
         return True
 
     def rules_found(self) -> set[str]:
@@ -495,9 +530,14 @@ class _Checker:
         """A leaf that requires grad and reaches the output must be a registered parameter."""
         # Unregistered attributes are reported by rule unregistered-tensor.
         registered = _reachable_tensors(module, self.inputs)
+        # An input, or a view of one, marked requires_grad (wav2vec2's feature encoder does,
+        # for gradient checkpointing) is the input, not state.
+        inputs = {_storage(t) for t in self.last_inputs if t.layout == torch.strided}
         reported: set[str] = set()
-        for leaf in _graph_leaves(_flat_tensors(output)):
+        for leaf in _graph_leaves(_output_tensors(output)):
             if id(leaf) in registered:
+                continue
+            if leaf.layout == torch.strided and _storage(leaf) in inputs:
                 continue
             where = names.name_of(leaf) or f"a tensor of shape {tuple(leaf.shape)}"
             self.module_in_forward |= names.is_module(where)
@@ -562,6 +602,10 @@ class _Checker:
         for path, value in _attributes(module):
             for item_path, item in _walk(value, path):
                 if isinstance(item, nn.Module) and id(item) not in submodules:
+                    if _inert(item):  # nothing for .to(), state_dict() or eval() to miss
+                        note = f"plain-container: {item_path} holds no state and never reads "
+                        self.notes.append(note + "self.training: accepted")
+                        continue
                     self.add(
                         "plain-container",
                         f"submodule '{item_path}'",
@@ -640,7 +684,7 @@ class _Checker:
                 where,
                 f"{problem} (the module ran on the meta device in {mode} mode{note})",
             )
-        for index, tensor in enumerate(_flat_tensors(output)):
+        for index, tensor in enumerate(_output_tensors(output)):
             if not tensor.is_meta and not watch.found:
                 self.add("fixed-device", f"output {index}", f"is on {tensor.device}, not meta")
         return stopped
@@ -670,18 +714,26 @@ class _Checker:
             module = module.to(dtype)
             for kind, name, tensor in _state(module):
                 wanted = dtype if dtypes[name].is_floating_point else dtypes[name]
-                if tensor.dtype != wanted:
-                    self.add(
-                        "follows-to", f"{kind} '{name}'", f"is {tensor.dtype} after .to({wanted})"
+                if tensor.dtype == wanted:
+                    continue
+                if _kept_wider(module, name, tensor, wanted):
+                    self.notes.append(
+                        f"follows-to: buffer '{name}' stays {tensor.dtype} after .to({wanted}), "
+                        "by its module's own _apply(): a non-persistent, wider buffer, accepted"
                     )
-            if "fixed-dtype" not in self.selected:
-                continue
-            for mode in ("training", "eval"):
-                self.dtype_run(module, dtype, mode)
+                    continue
+                self.add("follows-to", f"{kind} '{name}'", f"is {tensor.dtype} after .to({wanted})")
+            # Run in the precision users train in: there, a float32 step is an upcast, and
+            # one that is cast back (RMSNorm, a softmax, an MoE router) is no fault.
+            if "fixed-dtype" in self.selected and dtype == torch.bfloat16:
+                for mode in ("training", "eval"):
+                    self.dtype_run(module, dtype, mode)
         if "fixed-dtype" in self.selected:
             self.float16_constants()
 
     def dtype_run(self, module: nn.Module, dtype: torch.dtype, mode: str) -> None:
+        """Run a ``dtype`` copy; report where each tensor of another dtype that reaches the
+        outputs or the state was made."""
         module.train(mode == "training")
         inputs = self.converted(lambda t: t.to(dtype) if t.is_floating_point() else t)
         watch = _DtypeWatch(dtype, known=_reachable_tensors(module, inputs))
@@ -693,29 +745,42 @@ class _Checker:
             try:
                 with watch:
                     output = self.call(module, inputs)
-            # Reported below, unless the line at fault was found, or another rule explains it.
+            # Reported below, unless the op has no kernel for dtype, or another rule explains it.
             except Exception as error:  # noqa: BLE001
-                if "not implemented for" in str(error) or "not supported" in str(error):
-                    self.notes.append(
-                        f"the {name} run ({mode} mode) stopped at {_where(error)}: "
-                        f"{_describe(error)} on this device"
-                    )
-                elif not watch.found and not self.rules_found() & _STRUCTURAL:
-                    self.add(
-                        "fixed-dtype", _where(error), f"{name} forward() raised {_describe(error)}"
-                    )
-        for where, problem in watch.found.items():
-            self.add("fixed-dtype", where, f"{problem} in a {name} module ({mode} mode)")
-        for index, tensor in enumerate(_flat_tensors(output)):
-            if tensor.dim() > 0 and tensor.is_floating_point() and tensor.dtype != dtype:
-                origin = watch.origin.get(id(tensor))
-                if not origin and self.rules_found() & _STRUCTURAL:
-                    continue  # state that did not follow .to(): explained already
+                self.dtype_run_failed(error, watch, name, mode)
+        reaching = [(f"output {i}", t) for i, t in enumerate(_output_tensors(output))]
+        reaching += [(f"{kind} '{n}'", t) for kind, n, t in _state(module) if id(t) in watch.origin]
+        for place, tensor in reaching:
+            if tensor.dim() == 0 or not tensor.is_floating_point() or tensor.dtype == dtype:
+                continue
+            origins = watch.origin.get(id(tensor), ())
+            if not origins and self.rules_found() & _STRUCTURAL:
+                continue  # state that did not follow .to(): explained already
+            for origin in origins or (place,):
                 self.add(
                     "fixed-dtype",
-                    origin or f"output {index}",
-                    f"made a {tensor.dtype} output {index} of a {name} module ({mode} mode)",
+                    origin,
+                    f"made a {tensor.dtype} tensor that reaches {place} of a {name} module "
+                    f"({mode} mode)",
                 )
+
+    def dtype_run_failed(self, error: Exception, watch: _DtypeWatch, name: str, mode: str) -> None:
+        failed = watch.failed
+        if failed is not None and not failed[1]:  # every float input had the probed dtype
+            self.notes.append(
+                f"the {name} run ({mode} mode) stopped at {_where(error)}: {failed[0]}() has "
+                f"no {name} kernel here ({_describe(error)}); the rest of the run is unchecked"
+            )
+        elif failed is not None and failed[2]:  # a tensor made in another dtype met it
+            for origin in failed[2]:
+                self.add(
+                    "fixed-dtype",
+                    origin,
+                    f"made a tensor of another dtype that meets {name} tensors in {failed[0]}() "
+                    f"at {_where(error)}, which raised {_describe(error)} ({mode} mode)",
+                )
+        elif not self.rules_found() & _STRUCTURAL:
+            self.add("fixed-dtype", _where(error), f"{name} forward() raised {_describe(error)}")
 
     def float16_constants(self) -> None:
         module = self.copy_of(self.base).to(torch.float16).eval()
@@ -769,6 +834,7 @@ class _Checker:
                 if (
                     isinstance(tensor, Tensor)
                     and tensor.is_floating_point()
+                    and tensor.layout == torch.strided  # a sparse one has no fill_()
                     and not isinstance(tensor, nn.UninitializedParameter | nn.UninitializedBuffer)
                 ):
                     tensor.fill_(math.nan)
@@ -819,7 +885,7 @@ class _Checker:
                 "two eval-mode calls on the same inputs give different outputs"
                 + (" (this state changed in eval mode)" if changed else ""),
             )
-        graph = [i for i, t in enumerate(_flat_tensors(first)) if t.requires_grad]
+        graph = [i for i, t in enumerate(_output_tensors(first)) if t.requires_grad]
         if graph:
             watch = _FirstCall(lambda t: t.grad_fn is not None)
             with torch.no_grad(), watch:
@@ -857,9 +923,11 @@ class _Checker:
         module.to_empty(device=devices.pop() if len(devices) == 1 else "cpu")
         with torch.no_grad():  # what reset_parameters() leaves alone stays NaN
             for _, _, tensor in _state(module):
-                if tensor.is_floating_point():
+                if tensor.is_floating_point() and tensor.layout == torch.strided:
                     tensor.fill_(math.nan)
         _reset_parameters(module)
+        if self.init != "reset_parameters":
+            getattr(module, self.init)()
         for kind, name, tensor in _state(module):
             if tensor.is_floating_point() and not torch.isfinite(tensor).all():
                 # torch.nn.utils.parametrize keeps the stored tensors as `original*`.
@@ -867,7 +935,7 @@ class _Checker:
                 self.add(
                     "meta-init",
                     f"{kind} '{name}'",
-                    "is not finite after to_empty() and reset_parameters(): nothing sets it"
+                    f"is not finite after to_empty() and {self.init}(): nothing sets it"
                     + (" (a parametrization's stored tensor)" if original else ""),
                     _ORIGINAL_FIX if original else None,
                 )
@@ -1001,7 +1069,7 @@ def _seed() -> None:
 
 
 def _sum_of_outputs(output: Any) -> Tensor:
-    parts = [t.sum() for t in _flat_tensors(output) if t.is_floating_point() and t.requires_grad]
+    parts = [t.sum() for t in _output_tensors(output) if t.is_floating_point() and t.requires_grad]
     return sum(parts, torch.zeros(()))
 
 
@@ -1069,6 +1137,47 @@ def _flat_tensors(value: Any, depth: int = 0) -> list[Tensor]:
     return []
 
 
+_PLAIN_VALUES = (int, float, complex, str, bytes, bool, type(None), torch.dtype, torch.device)
+
+
+def _held_values(value: Any, path: str = "output", depth: int = 0) -> dict[str, Any]:
+    """What an output holds, by path: tensors, and the plain values beside them.
+
+    Looks into tuples, lists, dicts (``ModelOutput`` too), NamedTuples, dataclasses and
+    the attributes of other objects (a key-value cache), so that two outputs compare by
+    their tensors. Modules, classes and functions are not looked into: a leaf that holds
+    no tensor is returned as it is, for :meth:`_Checker.same_value` to note.
+    """
+    if isinstance(value, (Tensor, *_PLAIN_VALUES)) or depth >= 8:
+        return {path: value}
+    items: Iterator[tuple[str, Any]]
+    if isinstance(value, Mapping):
+        items = ((f"{path}[{key!r}]", item) for key, item in value.items())
+    elif isinstance(value, list | tuple):
+        fields = getattr(value, "_fields", None)  # a NamedTuple
+        names = [f".{name}" for name in fields] if fields else [f"[{i}]" for i in range(len(value))]
+        items = ((path + name, item) for name, item in zip(names, value, strict=True))
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        items = ((f"{path}.{f.name}", getattr(value, f.name)) for f in dataclasses.fields(value))
+    elif (
+        hasattr(value, "__dict__")
+        and not isinstance(value, nn.Module | type)
+        and not callable(value)
+    ):
+        items = ((f"{path}.{name}", item) for name, item in vars(value).items())
+    else:
+        return {path: value}
+    held: dict[str, Any] = {}
+    for item_path, item in items:
+        held.update(_held_values(item, item_path, depth + 1))
+    return held
+
+
+def _output_tensors(output: Any) -> list[Tensor]:
+    """The tensors an output holds (:func:`_held_values`), in order."""
+    return [value for value in _held_values(output).values() if isinstance(value, Tensor)]
+
+
 def _state(module: nn.Module) -> Iterator[tuple[str, str, Tensor]]:
     """("parameter" | "buffer", name, tensor) for every registered tensor."""
     for name, parameter in module.named_parameters():
@@ -1133,6 +1242,11 @@ def _reachable_tensors(module: nn.Module, inputs: Any) -> set[int]:
     return known
 
 
+def _storage(tensor: Tensor) -> tuple[str, int]:
+    """Where a strided tensor's memory is: tensors that share it are views of each other."""
+    return str(tensor.device), tensor.untyped_storage().data_ptr()
+
+
 def _graph_leaves(outputs: list[Tensor]) -> Iterator[Tensor]:
     """Every leaf tensor that requires grad and reaches ``outputs`` through autograd."""
     seen: dict[int, Any] = {}  # the nodes are kept alive, so that identities stay unique
@@ -1161,6 +1275,41 @@ def _reset_parameters(module: nn.Module) -> None:
         reset = reset or getattr(submodule, "_reset_parameters", None)
         if callable(reset):
             reset()
+
+
+def _kept_wider(module: nn.Module, name: str, tensor: Tensor, wanted: torch.dtype) -> bool:
+    """A non-persistent buffer that its module's own ``_apply()`` keeps in a wider float dtype.
+
+    timm keeps rotary bands and grid positions at least float32 after ``.to(bfloat16)``:
+    they follow the device, are never saved, and are cast where they are used.
+    """
+    path, _, short = name.rpartition(".")
+    owner = module.get_submodule(path)
+    return (
+        type(owner)._apply is not nn.Module._apply
+        and short in getattr(owner, "_non_persistent_buffers_set", ())
+        and tensor.is_floating_point()
+        and wanted.is_floating_point
+        and torch.finfo(tensor.dtype).bits > torch.finfo(wanted).bits
+    )
+
+
+def _inert(module: nn.Module) -> bool:
+    """A module that loses nothing outside nn.Module's registry (transformers' kernel wrappers).
+
+    It holds no parameter or buffer, and no forward() in it reads ``self.training`` (as
+    ``nn.Dropout``'s does): ``.to()``, ``state_dict()`` and ``eval()`` have nothing to reach.
+    """
+    if next(itertools.chain(module.parameters(), module.buffers()), None) is not None:
+        return False
+    for submodule in module.modules():
+        try:
+            source = inspect.getsource(type(submodule).forward)
+        except (OSError, TypeError):  # no source to read: assume it does
+            return False
+        if "training" in source:
+            return False
+    return True
 
 
 def _package_dirs(module: nn.Module) -> tuple[str, ...]:
@@ -1232,8 +1381,11 @@ def _where(error: BaseException) -> str:
 
 
 def _describe(error: BaseException) -> str:
-    message = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {message[0] if message else ''}"
+    lines = str(error).strip().splitlines()
+    message = lines[0] if lines else ""
+    if len(message) > 200:  # torch's dispatcher errors list every backend on one line
+        message = message[:200].rstrip() + " ..."
+    return f"{type(error).__name__}: {message}"
 
 
 def _fingerprint(tensor: Tensor) -> float:
@@ -1392,13 +1544,15 @@ class _DeviceArguments(TorchFunctionMode):
 
 
 class _DtypeWatch(TorchFunctionMode):
-    """Float tensors of another dtype than the module's: where they meet it, or are made.
+    """Where each float tensor of another dtype than the module's was made.
 
     A tensor is "off" when it is floating point, has dimensions, and is not ``dtype``.
-    Each off tensor remembers the line that made it from no off tensor (a factory, a
-    cast). A call that receives off and on tensors together is a mixed-dtype operation:
-    reported at the line that made the off one. An upcast that is cast back before it
-    meets anything (RMSNorm, softmax in float32) is never reported.
+    Each off tensor remembers the lines that made it: the line of a call that made it from
+    no off tensor (a factory, a cast), or the lines of the off tensors it was computed
+    from. An off tensor of the module's state (it did not follow ``.to()``) has no line.
+    A float32 step cast back before the output (RMSNorm, a softmax in float32) leaves
+    nothing off, so nothing is reported. ``failed`` describes a call that raised: its
+    name, its off inputs, and their lines.
     """
 
     def __init__(self, dtype: torch.dtype, known: set[int]) -> None:
@@ -1406,8 +1560,8 @@ class _DtypeWatch(TorchFunctionMode):
         self.dtype = dtype
         self.known = known
         self.made: list[Tensor] = []  # kept alive, so that identities stay unique
-        self.origin: dict[int, str] = {}
-        self.found: dict[str, str] = {}
+        self.origin: dict[int, tuple[str, ...]] = {}
+        self.failed: tuple[str, list[Tensor], tuple[str, ...]] | None = None
 
     def off(self, tensor: Tensor) -> bool:
         return tensor.dim() > 0 and tensor.is_floating_point() and tensor.dtype != self.dtype
@@ -1420,29 +1574,24 @@ class _DtypeWatch(TorchFunctionMode):
         kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
         kwargs = kwargs or {}
-        floats = [t for t in _flat_tensors((args, kwargs)) if t.dim() > 0 and t.is_floating_point()]
-        off = [t for t in floats if t.dtype != self.dtype]
-        on = [t for t in floats if t.dtype == self.dtype]
-        name = _function_name(func)
+        off = [t for t in _flat_tensors((args, kwargs)) if self.off(t)]
         for tensor in off:
             if id(tensor) not in self.origin and id(tensor) not in self.known:
-                self.origin[id(tensor)] = _caller()  # a global, first seen here
+                self.origin[id(tensor)] = (_caller(),)  # a global, first seen here
+                self.made.append(tensor)
         # Off state of the module (inputs, attributes) is rule follows-to's or
-        # unregistered-tensor's: only tensors made while it runs are this rule's.
-        culprits = [t for t in off if self.origin.get(id(t))]
-        if culprits and on and _direct_caller_is_user(func):
-            self.found.setdefault(
-                self.origin[id(culprits[0])],
-                f"made a {_describe_tensor(culprits[0])} that meets {self.dtype} tensors in "
-                f"{name}() at {_caller()}",
-            )
-        result = func(*args, **kwargs)
+        # unregistered-tensor's: only tensors made while it runs have lines.
+        lines = tuple(dict.fromkeys(line for t in off for line in self.origin.get(id(t), ())))
+        try:
+            result = func(*args, **kwargs)
+        except Exception:
+            if self.failed is None:
+                self.failed = (_function_name(func), off, lines)
+            raise
         for tensor in _flat_tensors(result):
             if self.off(tensor) and id(tensor) not in self.origin:
-                if culprits:
-                    self.origin[id(tensor)] = self.origin[id(culprits[0])]
-                else:  # made here from no off tensor, or from off state ("")
-                    self.origin[id(tensor)] = "" if off else _caller()
+                # Computed from off tensors: their lines; from off state: none; else here.
+                self.origin[id(tensor)] = lines if off else (_caller(),)
                 self.made.append(tensor)
         return result
 
@@ -1484,7 +1633,8 @@ class _Trace(TorchFunctionMode):
     ) -> Any:
         result = func(*args, **(kwargs or {}))
         tensors = _flat_tensors(result)
-        if tensors:
+        # empty(), empty_like(), new_empty(): memory as found, different every call.
+        if tensors and not getattr(func, "__name__", "").removeprefix("new_").startswith("empty"):
             fingerprint = [_fingerprint(t) for t in tensors]
             self.calls.append((_caller(), fingerprint))
         return result
