@@ -436,6 +436,49 @@ class FlattensWithView(nn.Module):
         return self.linear(x.view(x.shape[0], -1))
 
 
+class DetachedEncoder(nn.Module):
+    """Detaches the encoder's output "to save memory": the encoder never learns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        hidden = self.encoder(x).detach()
+        return self.head(hidden)
+
+
+class NoGradHelper(nn.Module):
+    """A helper decorated with @torch.no_grad() (written for inference) used in training."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encoder = nn.Linear(4, 4)
+        self.head = nn.Linear(4, 4)
+
+    @torch.no_grad()
+    def encode(self, x: Tensor) -> Tensor:
+        return self.encoder(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.encode(x))
+
+
+class ArgmaxRouter(nn.Module):
+    """Routes each sample to one expert by argmax: the router gets no gradient."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.router = nn.Linear(4, 2)
+        self.experts = nn.ModuleList([nn.Linear(4, 4), nn.Linear(4, 4)])
+
+    def forward(self, x: Tensor) -> Tensor:
+        choice = self.router(x).argmax(-1)
+        rows = zip(choice, x, strict=True)
+        return torch.stack([self.experts[int(i)](row) for i, row in rows])
+
+
 @dataclass(frozen=True)
 class Case:
     """A broken module, what the checker must say about it, and how to call it."""
@@ -468,6 +511,9 @@ CASES = [
     ),
     Case(FixedDtype, "fixed-dtype", "torch.zeros(x.shape[0], 4, device=x.device)"),
     Case(UnusedHead, "unused-parameter", "parameter 'aux_head.weight'"),
+    Case(DetachedEncoder, "unused-parameter", "self.encoder(x).detach()", says="detach()"),
+    Case(NoGradHelper, "unused-parameter", "return self.encoder(x)", says="autograd off"),
+    Case(ArgmaxRouter, "unused-parameter", "argmax(-1)", says="'router.weight', 'router.bias'"),
     Case(PinnedTable, "follows-to", "buffer 'table'", says="stayed on cpu"),
     Case(UnsavedStatistic, "state-dict", "buffer 'running_scale'"),
     Case(KeepsHistory, "growing-state", "attribute 'history'", frozenset({"unregistered-tensor"})),

@@ -146,6 +146,12 @@ _ACTIVATION_FIX = (
     "alive): return it from forward(); or keep a detached copy (.detach()), knowing that it "
     "does not follow .to() and is not saved"
 )
+_GRADIENT_CUT_FIX = (
+    "let the gradient through that line (no .detach(), torch.no_grad(), NumPy or Python "
+    "round trip, re-entrant checkpoint, or integer result such as argmax() on the path; a "
+    "custom autograd.Function's backward() returns a gradient for every input), or freeze "
+    "the parameter with requires_grad_(False) if it is not meant to learn"
+)
 _REPLACED_FIX = (
     "update the buffer in place under torch.no_grad() (self.buf.copy_(new), mul_, "
     "index_copy_): a new tensor every call escapes .to(), FSDP and anything holding the old one"
@@ -558,13 +564,42 @@ class _Checker:
         scalar = self.loss(output)
         if scalar.requires_grad:
             scalar.backward()
-        for name, parameter in trainable:
-            if parameter.grad is None:
-                self.add(
-                    "unused-parameter",
-                    f"parameter '{name}'",
-                    "receives no gradient from a backward pass through the output",
-                )
+        starved = [name for name, parameter in trainable if parameter.grad is None]
+        cuts = self.gradient_cuts(starved) if starved else {}
+        for name in starved:
+            if name in cuts:
+                continue  # reported at the line that cut its gradient, below
+            self.add(
+                "unused-parameter",
+                f"parameter '{name}'",
+                "receives no gradient from a backward pass through the output",
+            )
+        lines: dict[str, tuple[str, list[str]]] = {}
+        for name in starved:
+            if name in cuts:
+                where, how = cuts[name]
+                lines.setdefault(where, (how, []))[1].append(f"'{name}'")
+        for where, (how, names) in lines.items():
+            subject = (
+                f"parameters {', '.join(names)} get"
+                if len(names) > 1
+                else f"parameter {names[0]} gets"
+            )
+            self.add(
+                "unused-parameter",
+                where,
+                f"{how}: {subject} no gradient through the output",
+                _GRADIENT_CUT_FIX,
+            )
+
+    def gradient_cuts(self, starved: list[str]) -> dict[str, tuple[str, str]]:
+        """For each parameter that got no gradient but was computed with: the line (and
+        how) its gradient was cut, found by following its values through forward()."""
+        module = self.copy_of(self.base).train()
+        watch = _GradientCut(dict(module.named_parameters()), starved)
+        with contextlib.suppress(Exception), watch:  # the first call ran: it runs
+            self.call(module)
+        return watch.cuts
 
     def backward_line(self, error: BaseException) -> str:
         """The user's line whose forward op failed in backward (autograd's anomaly mode)."""
@@ -1594,6 +1629,70 @@ class _DtypeWatch(TorchFunctionMode):
                 self.origin[id(tensor)] = lines if off else (_caller(),)
                 self.made.append(tensor)
         return result
+
+
+class _GradientCut(TorchFunctionMode):
+    """Follows the values of starved parameters to the first call that drops their gradient.
+
+    A tensor computed from a parameter (its values, whatever autograd says) carries that
+    parameter's name. A call that receives such a tensor with a gradient history and
+    returns none (``detach()``, an op run under ``no_grad``, ``argmax()``, ``numpy()``)
+    cut it: ``cuts`` maps the parameter to that call's line and what it did.
+    """
+
+    _LEAVES_TORCH = frozenset({"numpy", "tolist", "item", "__float__", "__int__", "__bool__"})
+
+    def __init__(self, parameters: Mapping[str, Tensor], starved: list[str]) -> None:
+        super().__init__()
+        self.names: dict[int, frozenset[str]] = {id(parameters[n]): frozenset({n}) for n in starved}
+        self.kept: list[Any] = list(parameters.values())  # identities stay unique
+        self.cuts: dict[str, tuple[str, str]] = {}
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Collection[type],
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
+        kwargs = kwargs or {}
+        inputs = _flat_tensors((args, kwargs))
+        carried = frozenset().union(*(self.names.get(id(t), frozenset()) for t in inputs))
+        result = func(*args, **kwargs)
+        if not carried:
+            return result
+        short = getattr(func, "__name__", "")
+        outputs = _flat_tensors(result)
+        if short.endswith("_") or short == "__setitem__":  # in place: the target carries
+            outputs.append(args[0])
+        for tensor in outputs:
+            self.names[id(tensor)] = self.names.get(id(tensor), frozenset()) | carried
+            self.kept.append(tensor)
+        with_history = frozenset().union(
+            *(self.names.get(id(t), frozenset()) for t in inputs if t.requires_grad)
+        )
+        cut = with_history and not any(t.requires_grad for t in outputs)
+        if cut and (outputs or short in self._LEAVES_TORCH):
+            how = self.describe(func, short, outputs)
+            for name in with_history:
+                self.cuts.setdefault(name, (_caller(), how))
+        return result
+
+    @staticmethod
+    def describe(func: Callable[..., Any], short: str, outputs: list[Tensor]) -> str:
+        name = _function_name(func)
+        if not torch.is_grad_enabled():
+            return (
+                f"{name}() runs with autograd off (under torch.no_grad(), in a re-entrant "
+                "checkpoint, or in a custom autograd.Function's forward())"
+            )
+        if short.startswith("detach"):
+            return f"{name}() cuts the autograd graph"
+        if not outputs:
+            return f"{name}() leaves torch: autograd cannot follow a NumPy or Python value"
+        if not any(t.is_floating_point() or t.is_complex() for t in outputs):
+            return f"{name}() returns integers or booleans, through which no gradient flows"
+        return f"{name}() returns a tensor without gradient history"
 
 
 class _FirstCall(TorchFunctionMode):
