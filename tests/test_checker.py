@@ -24,7 +24,7 @@ RULES = [
     "plain-container",  # 2. submodules or parameters in plain lists, tuples, dicts
     "unregistered-tensor",  # 3. tensor attribute neither parameter nor buffer
     "fixed-device",  # 4. tensor created on a fixed device (found on meta, train and eval)
-    "fixed-dtype",  # 5. fixed dtype (float64 and bfloat16 copies; float16 overflow)
+    "fixed-dtype",  # 5. fixed dtype (a bfloat16 copy; float16 overflow)
     "backward",  # the backward pass crashes (its own kind, with the user's line)
     "unused-parameter",  # 6. trainable parameter without gradient (DDP's failure)
     "follows-to",  # 7. state that does not follow .to()
