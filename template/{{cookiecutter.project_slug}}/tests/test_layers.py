@@ -41,8 +41,21 @@ def test_state_dict_keys_hold_persistent_state_only() -> None:
         "gamma",
         "feature_mask",
     }
+
+
+def test_the_gain_is_a_buffer_that_is_not_saved() -> None:
+    layer = Layer(5, 3)
     # Non-persistent: a buffer (moves with .to()) that is not saved.
-    assert "output_mean" in dict(Layer(5, 3).named_buffers())
+    assert "weight_gain" in dict(layer.named_buffers())
+    assert "weight_gain" not in layer.state_dict()
+
+
+def test_reset_parameters_recomputes_the_gain_after_to_empty() -> None:
+    layer = Layer(64, 3, device="meta").to_empty(device="cpu")
+    with torch.no_grad():
+        layer.weight_gain.fill_(float("nan"))  # what to_empty() may leave
+    layer.reset_parameters()
+    assert layer.weight_gain.item() == 1 / 8
 
 
 def test_bias_off_is_registered_as_none() -> None:
@@ -80,7 +93,7 @@ def test_reset_parameters_matches_the_documented_init() -> None:
     assert torch.equal(layer.gamma, torch.ones(128))
     assert torch.equal(layer.bias, torch.zeros(128))
     assert torch.equal(layer.feature_mask, torch.ones(128))
-    assert torch.equal(layer.output_mean, torch.zeros(128))
+    assert layer.weight_gain.item() == pytest.approx(1 / 16)
     assert layer.weight.std().item() == pytest.approx(1.0, abs=0.02)
 
 
@@ -93,7 +106,19 @@ def test_forward_matches_the_formula() -> None:
     x = torch.randn(4, 5, dtype=torch.float64)
     expected = (x @ layer.weight.T) * (layer.gamma * layer.feature_mask / 5**0.5) + layer.bias
     torch.testing.assert_close(layer(x), expected)
-    assert torch.all(layer(x)[:, 1] == layer.bias[1])
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_masked_feature_outputs_exactly_its_bias(bias: bool) -> None:
+    layer = Layer(5, 3, bias=bias)
+    with torch.no_grad():
+        if layer.bias is not None:
+            layer.bias.uniform_()
+        layer.feature_mask[1] = 0.0
+    output = layer(torch.randn(4, 5))
+    expected = layer.bias[1].item() if layer.bias is not None else 0.0
+    assert torch.all(output[:, 1] == expected)
+    assert torch.all(output[:, [0, 2]] != expected)
 
 
 @pytest.mark.parametrize("leading", [(), (7,), (2, 3)])
@@ -133,11 +158,20 @@ def test_buffers_left_in_float32_under_bfloat16_parameters() -> None:
     layer = Layer(5, 3, dtype=torch.bfloat16)
     layer.load_state_dict(reference.state_dict())
     layer.feature_mask = layer.feature_mask.float()
-    layer.output_mean = layer.output_mean.float()
+    layer.weight_gain = layer.weight_gain.float()
     x = torch.randn(4, 5, dtype=torch.float64)
     output = layer(x.bfloat16())
     assert output.dtype == torch.bfloat16
     torch.testing.assert_close(output.double(), reference(x), rtol=2e-2, atol=2e-2)
+
+
+def test_autocast_output_has_nn_linears_dtype() -> None:
+    x = torch.randn(4, 5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        expected = nn.Linear(5, 3)(x).dtype
+        output = Layer(5, 3)(x)
+    assert expected == torch.bfloat16
+    assert output.dtype == expected
 
 
 def test_forward_without_bias_matches_the_formula() -> None:
