@@ -194,7 +194,11 @@ def main() -> None:
     where = parser.add_mutually_exclusive_group(required=True)
     where.add_argument("--src", type=Path, help="the src folder of a rendered project")
     where.add_argument("--template", type=Path, help="a torchwright checkout to render")
-    parser.add_argument("--json", type=Path, default=Path("held_out_results.json"))
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "held_out_results.json",
+    )
     parser.add_argument(
         "-k", default="", help="run only cases whose name contains this"
     )
