@@ -786,6 +786,12 @@ class _Checker:
         # cast back (RMSNorm, a softmax, an MoE router) is no fault; in float64 it would be
         # a downcast. float16 then finds the constants that overflow it.
         dtype = torch.bfloat16
+        if any(t.is_complex() for _, _, t in _state(self.base)):
+            self.notes.append(
+                "fixed-dtype, follows-to (dtype): not checked, the module holds complex "
+                "tensors, which .to(bfloat16) would make real"
+            )
+            return
         module = self.copy_of(self.base)
         dtypes = {name: t.dtype for _, name, t in _state(module)}
         module = module.to(dtype)
