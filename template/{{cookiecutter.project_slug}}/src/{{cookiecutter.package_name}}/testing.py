@@ -1743,9 +1743,16 @@ class _GradientCut(TorchFunctionMode):
         )
         cut = with_history and not any(t.requires_grad for t in outputs)
         if cut and (outputs or short in self._LEAVES_TORCH):
-            how = self.describe(func, short, outputs)
+            where, how = _caller(), self.describe(func, short, outputs)
+            function = None if torch.is_grad_enabled() else _custom_function()
+            if function is not None:  # its forward() runs without autograd, by design
+                where = _definition(function.backward)
+                how = (
+                    f"{function.__name__}.backward() returns no gradient for the input its "
+                    "forward() computes from this parameter"
+                )
             for name in with_history:
-                self.cuts.setdefault(name, (_caller(), how))
+                self.cuts.setdefault(name, (where, how))
         return result
 
     @staticmethod
@@ -1763,6 +1770,30 @@ class _GradientCut(TorchFunctionMode):
         if not any(t.is_floating_point() or t.is_complex() for t in outputs):
             return f"{name}() returns integers or booleans, through which no gradient flows"
         return f"{name}() returns a tensor without gradient history"
+
+
+def _custom_function() -> type[torch.autograd.Function] | None:
+    """The custom ``autograd.Function`` whose ``forward()`` is running now, if any."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        context = frame.f_locals.get("ctx")
+        if frame.f_code.co_name == "forward" and isinstance(
+            context, torch.autograd.function.BackwardCFunction
+        ):
+            function: type[torch.autograd.Function] | None = getattr(context, "_forward_cls", None)
+            return function
+        frame = frame.f_back
+    return None
+
+
+def _definition(function: Callable[..., Any]) -> str:
+    """Where a function is defined, formatted as a line of the user's code."""
+    try:
+        lines, lineno = inspect.getsourcelines(function)
+        filename = inspect.getsourcefile(function) or "?"
+    except (OSError, TypeError):
+        return getattr(function, "__qualname__", repr(function))
+    return _format_frame(filename, lineno, lines[0], function.__name__)
 
 
 class _FirstCall(TorchFunctionMode):
