@@ -17,7 +17,9 @@ that crashes is reported the same way (kind ``crash``). The rules (the names tha
 ``rules=`` and ``skip=`` take) are in :data:`RULES`; ``rules=["fixed-dtype"]`` checks one
 alone, so that a parametrized test names the rule that failed. The example inputs must
 suit training mode too (more than one sample for batch norm). The module under test is
-never changed: every probe runs on a deep copy, and the global random state is restored.
+never changed: every probe runs on a deep copy, and the global random state is restored
+(if ``copy.deepcopy`` fails, the crash names the attribute, and the rules that need no
+copy are checked on the module itself).
 
 How the rules that cannot be seen by looking at the module are found:
 
@@ -26,7 +28,11 @@ How the rules that cannot be seen by looking at the module are found:
   A call that names a device is reported and then run on ``meta``, so the run goes on to
   the next line. If your code asked ``torch.cuda.is_available()``, the run is repeated
   with that function answering ``True``, so that a branch written for GPUs is checked
-  too. If the meta run stops early (an op that needs values, such as
+  too; the same if your code read a tensor's device (``x.device``, ``x.is_cuda``): in that
+  run its tensors say they are on ``cuda:1``, a GPU that is not the current one, so that
+  ``device=x.device`` passes and ``x.device.type``, ``"cuda"`` or ``.cuda()`` does not.
+  ``torch.autocast`` entered with another device type than the inputs', and a
+  ``torch.Generator`` on another device than the tensors it draws for, are reported. If the meta run stops early (an op that needs values, such as
   ``if torch.isnan(x).any()``), the report says on which line, and the rest is checked
   on the real device by looking at the arguments of each torch call (a string device,
   ``.cuda()``, a factory such as ``torch.arange(n)`` without ``device=``).
@@ -35,6 +41,15 @@ How the rules that cannot be seen by looking at the module are found:
   in one operation, or where it was made if it reaches the output. A float32 upcast that
   is cast back before it meets anything else (RMSNorm, softmax in float32) is accepted.
   A float16 copy finds constants that overflow it (``masked_fill(mask, -1e9)``).
+* state: a training-mode call must change no trainable parameter in place and leave no
+  buffer on the autograd graph; eval-mode calls must change no parameter or persistent
+  buffer (non-persistent ones are caches). The fresh instance of the state round trip is
+  built under another seed than the calls, and without ``factory=`` its non-persistent
+  buffers come from ``reset_parameters()``, not from the copy.
+* batch independence, checkpoint parity: the last sample alone, in eval mode, against its
+  row of the batch (when every input shares a first dimension of at least 2); a
+  training-mode forward and backward under ``torch.utils.checkpoint`` (non-reentrant)
+  against a plain one, from the same random state (torch's, Python's, NumPy's).
 * all of these watch the torch calls made by your code (``torch.overrides.TorchFunctionMode``)
   to report the line that made the offending tensor; a line inside an installed library
   is reported as the line of your code that called it.
