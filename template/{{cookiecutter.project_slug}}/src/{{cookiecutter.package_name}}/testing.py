@@ -1146,10 +1146,9 @@ class _Checker:
         """Without factory=, the fresh instance is a copy: its non-persistent float buffers
         are recomputed by reset_parameters(), not carried over. Those it does not set keep
         the copy's values (said in a note): no fresh instance can be built to compare."""
+        present = dict(fresh.named_buffers())
         buffers = {
-            name: fresh.get_buffer(name)
-            for name in _non_persistent_buffer_names(fresh)
-            if name in dict(fresh.named_buffers())
+            name: present[name] for name in _non_persistent_buffer_names(fresh) if name in present
         }
         floats = {
             name: buffer
@@ -1234,16 +1233,15 @@ class _Checker:
             return
 
     def batch_independence(self) -> None:
-        tensors = _flat_tensors(self.inputs)
-        sizes = {t.shape[0] if t.dim() > 0 else 0 for t in tensors}
-        if not tensors or len(sizes) != 1 or (size := sizes.pop()) < 2:
-            return  # no batch dimension shared by every input
+        sizes = {t.shape[0] for t in _flat_tensors(self.inputs) if t.dim() > 0}
+        if len(sizes) != 1 or (size := sizes.pop()) < 2:
+            return  # no batch dimension shared by every input (scalars aside)
         if any(getattr(m, "batch_first", True) is False for m in self.base.modules()):
             self.notes.append("batch-independence: not checked, a submodule is batch_first=False")
             return
         module = self.copy_of(self.base).eval()
         row = size - 1  # the last sample: padding and offsets show there
-        single = _map_tensors(lambda t: t[row : row + 1], self.inputs)
+        single = _map_tensors(lambda t: t[row : row + 1] if t.dim() > 0 else t, self.inputs)
         with torch.no_grad():
             _seed()
             batched = self.call(module)
@@ -1547,7 +1545,10 @@ def _object_fields(value: Any) -> list[tuple[str, Any]]:
     owner = type(value).__module__ or ""
     if owner in ("builtins", "enum") or owner.partition(".")[0] == "torch":
         return []
-    attributes = getattr(value, "__dict__", None)
+    try:
+        attributes = vars(value)
+    except Exception:  # noqa: BLE001 - no __dict__, or one that cannot be read
+        return []
     return list(attributes.items()) if isinstance(attributes, dict) else []
 
 
