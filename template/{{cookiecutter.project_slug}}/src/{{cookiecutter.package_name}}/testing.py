@@ -1246,7 +1246,12 @@ class _Checker:
             _seed()
             batched = self.call(module)
             _seed()
-            alone = self.call(module, single)
+            try:
+                alone = self.call(module, single)
+            except Exception as error:  # noqa: BLE001 - the finding
+                problem = f"sample {row} alone (a batch of 1) raised {_describe(error)} (eval mode)"
+                self.add("batch-independence", _where(error), problem)
+                return
         index = self.differing_row(batched, alone, size, row)
         if index is None:
             return
