@@ -195,8 +195,8 @@ _AUTOCAST_FIX = (
     "fixed 'cuda' leaves the CPU (or any other device) in the autocast state around it"
 )
 _GENERATOR_FIX = (
-    "make the generator on the input's device (torch.Generator(device=x.device)), or draw "
-    "on the generator's device and move the result (torch.rand(..., generator=g).to(x.device))"
+    "draw from a generator on the input's device: torch.Generator(device=x.device), seeded "
+    "once per device; torch refuses a CPU generator for a GPU tensor"
 )
 _PLAIN_AFTER_TO_FIX = (
     "nn.Parameter(t).to(device, dtype) returns a plain tensor, not a parameter: make the "
