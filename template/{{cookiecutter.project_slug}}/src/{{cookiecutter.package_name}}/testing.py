@@ -1356,12 +1356,45 @@ class _Checker:
             ):
                 differing.append(f"parameter '{name}'")
         if differing:
+            line = self.recomputed_difference()
             self.add(
                 "checkpoint-parity",
-                ", ".join(differing[:3]),
-                "gets another gradient under activation checkpointing: forward() run again "
-                "in backward computes other values",
+                line or ", ".join(differing[:3]),
+                "forward() run again in backward (activation checkpointing) computes other "
+                f"values here, so {', '.join(differing[:3])} get another gradient"
+                if line
+                else "gets another gradient under activation checkpointing: forward() run "
+                "again in backward computes other values",
             )
+
+    def recomputed_difference(self) -> str:
+        """The first line whose values in checkpoint's recomputation differ from the first
+        run's, or "" (a third run, made only for a finding)."""
+        module = self.copy_of(self.base).train()
+        before = {name: buffer.clone() for name, buffer in module.named_buffers()}
+        first, again = _ValueTrace(), _ValueTrace()
+
+        @contextlib.contextmanager
+        def recomputation() -> Iterator[None]:
+            with _BuffersAsBefore(module, before), again:
+                yield
+
+        with _other_random_states(), contextlib.suppress(Exception):
+            _seed()
+            _seed_other_random()
+            args, kwargs = _map_tensors(torch.clone, self.inputs)
+            output = torch.utils.checkpoint.checkpoint(
+                module,
+                *args,
+                use_reentrant=False,
+                context_fn=lambda: (first, recomputation()),
+                **kwargs,
+            )
+            self.loss(output).backward()  # the recomputation runs here
+        for (where, values), (_, other) in zip(first.calls, again.calls, strict=False):
+            if len(values) != len(other) or not all(map(_equal, values, other)):
+                return where
+        return ""
 
 
 # -- torch internals: each private use in one place, with a clear message if it breaks --------
@@ -2337,3 +2370,24 @@ class _BuffersAsBefore:
             for name, buffer in self.module.named_buffers():
                 if name in self.after:
                     buffer.copy_(self.after[name])
+
+
+class _ValueTrace(TorchFunctionMode):
+    """(line, a copy of the float tensors returned) of every torch call while active."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, list[Tensor]]] = []
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Collection[type],
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
+        result = func(*args, **(kwargs or {}))
+        values = [t.detach().clone() for t in _flat_tensors(result) if t.is_floating_point()]
+        if values:
+            self.calls.append((_caller(), values))
+        return result
