@@ -2373,7 +2373,7 @@ class _BuffersAsBefore:
 
 
 class _ValueTrace(TorchFunctionMode):
-    """(line, a copy of the float tensors returned) of every torch call while active."""
+    """(line, a copy of the float tensors returned or written) of every torch call."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -2387,7 +2387,9 @@ class _ValueTrace(TorchFunctionMode):
         kwargs: Mapping[str, Any] | None = None,
     ) -> Any:
         result = func(*args, **(kwargs or {}))
-        values = [t.detach().clone() for t in _flat_tensors(result) if t.is_floating_point()]
+        # x[mask] = value returns nothing: what it wrote is its first argument.
+        changed = result if result is not None else args[:1]
+        values = [t.detach().clone() for t in _flat_tensors(changed) if t.is_floating_point()]
         if values:
             self.calls.append((_caller(), values))
         return result
