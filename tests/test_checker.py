@@ -18,7 +18,8 @@ import pytest
 from rendering import package_name, run_in_project
 
 # The catch list: the first issue's eleven rules in its order, then what later issues added
-# (a crash in backward, factory kwargs, and three properties from PyTorch's test_modules.py).
+# (a crash in backward, factory kwargs, and three properties from PyTorch's test_modules.py),
+# then issue #23's three.
 RULES = [
     "state-in-forward",  # 1. parameter or buffer created (or replaced) during forward
     "plain-container",  # 2. submodules or parameters in plain lists, tuples, dicts
@@ -36,6 +37,9 @@ RULES = [
     "non-contiguous",  # non-contiguous inputs give the same outputs
     "pickle",  # pickling round-trips
     "repr",  # repr() works
+    "finite-output",  # issue #23: no NaN or Inf from finite inputs (eval mode)
+    "batch-independence",  # a sample alone gives its row of the batch's outputs (eval mode)
+    "checkpoint-parity",  # non-reentrant activation checkpointing: same outputs and gradients
 ]
 
 DRIVER = r'''

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -479,6 +480,227 @@ class ArgmaxRouter(nn.Module):
         return torch.stack([self.experts[int(i)](row) for i, row in rows])
 
 
+# Blind spots (issue #23): mistakes an earlier checker missed, and the three later rules.
+
+
+class CudaBranchOnInput(nn.Module):
+    """Moves its scale with .cuda() when the input is on a GPU: the current GPU, not cuda:1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+        self.register_buffer("scale", torch.full((4,), 0.5))
+
+    def forward(self, x: Tensor) -> Tensor:
+        scale = self.scale.cuda() if x.is_cuda else self.scale
+        return self.linear(x) * scale
+
+
+class DeviceTypeOnly(nn.Module):
+    """Makes positions on x.device.type: "cuda" is the current GPU, not the input's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.position = nn.Embedding(16, 4)
+
+    def forward(self, x: Tensor) -> Tensor:  # x: (batch, length, 4)
+        positions = torch.arange(x.shape[1], device=x.device.type)
+        return x + self.position(positions)
+
+
+class CudaAutocastOff(nn.Module):
+    """Turns autocast off for CUDA only: on the CPU (or any other device) it stays on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.autocast("cuda", enabled=False):
+            return self.linear(x).softmax(-1)
+
+
+class CpuGeneratorPermutation(nn.Module):
+    """Draws a permutation for the input's device from a CPU generator: fails on the GPU."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        generator = torch.Generator().manual_seed(0)  # the same order every call
+        order = torch.randperm(x.shape[-1], generator=generator, device=x.device)
+        return self.linear(x[..., order])
+
+
+class ParameterMovedAfterwards(nn.Module):
+    """Moves its weight with .to(device, dtype), which returns a plain tensor, not a
+    parameter: built with device= or dtype=, the layer has no weight to train."""
+
+    def __init__(
+        self,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(4, 4)).to(device, dtype)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.kaiming_uniform_(self.weight, a=5**0.5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight)
+
+
+class RandomFeatures(nn.Module):
+    """Random Fourier features in a non-persistent buffer: a reloaded model draws others."""
+
+    frequencies: Tensor
+
+    def __init__(
+        self,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.linear = nn.Linear(8, 2, device=device, dtype=dtype)
+        frequencies = torch.empty(4, 4, device=device, dtype=dtype)
+        self.register_buffer("frequencies", frequencies, persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.linear.reset_parameters()
+        nn.init.normal_(self.frequencies)
+
+    def forward(self, x: Tensor) -> Tensor:
+        angles = x @ self.frequencies
+        return self.linear(torch.cat([angles.cos(), angles.sin()], -1))
+
+
+class StatisticUpdatedInEval(nn.Module):
+    """Updates its running mean in every call, eval mode included: validation changes the
+    saved statistics, though the outputs never show it."""
+
+    running_mean: Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+        self.register_buffer("running_mean", torch.zeros(4))
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.linear(x)
+        with torch.no_grad():
+            self.running_mean.lerp_(y.mean(0), 0.1)
+        return y
+
+
+class StatisticOnTheGraph(nn.Module):
+    """Updates its running mean outside torch.no_grad(): the buffer keeps every step's graph."""
+
+    running_mean: Tensor
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+        self.register_buffer("running_mean", torch.zeros(4))
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.linear(x)
+        if self.training:
+            self.running_mean.mul_(0.9).add_(0.1 * y.mean(0))
+        return y
+
+
+class ClampsWeightInForward(nn.Module):
+    """Clamps its weight in place in forward(): the optimizer's step is silently undone."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(4, 4))
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            self.weight.clamp_(min=0.0)
+        return F.linear(x, self.weight)
+
+
+@dataclass
+class Heads:
+    classifier: nn.Linear
+    regressor: nn.Linear
+
+
+class HeadsInDataclass(nn.Module):
+    """Keeps its heads in a dataclass: parameters(), .to() and state_dict() never see them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Linear(4, 4)
+        self.heads = Heads(nn.Linear(4, 2), nn.Linear(4, 1))
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        hidden = self.body(x)
+        return self.heads.classifier(hidden), self.heads.regressor(hidden)
+
+
+class ScaleFromParameter(nn.Module):
+    """Keeps parameter * 0.02 as an attribute: a plain tensor on the graph, which
+    copy.deepcopy refuses (and .to() does not move)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+        self.scale = nn.Parameter(torch.ones(4)) * 0.02
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.linear(x) * self.scale
+
+
+class FullyMaskedRow(nn.Module):
+    """Masks scores with -inf: a row with every position masked is NaN after softmax."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor, keep: Tensor) -> Tensor:
+        scores = self.linear(x).masked_fill(~keep, float("-inf"))
+        return scores.softmax(-1)
+
+
+class CentresOverBatch(nn.Module):
+    """Centres each feature on the batch mean, in eval mode too: a sample's output depends
+    on the other samples in its batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.linear(x)
+        return y - y.mean(0)
+
+
+class NumpyNoise(nn.Module):
+    """Multiplies by noise drawn with NumPy: checkpoint restores only torch's random state,
+    so its second forward() draws other noise, and the gradients do not match the outputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.linear = nn.Linear(4, 4)
+        self.rng = np.random.default_rng(0)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.linear(x)
+        if self.training:
+            y = y * y.new_tensor(1.0 + 0.1 * self.rng.standard_normal(y.shape[-1]))
+        return y
+
+
 @dataclass(frozen=True)
 class Case:
     """A broken module, what the checker must say about it, and how to call it."""
@@ -575,4 +797,42 @@ CASES = [
         "state-in-forward",
         "local Linear 'projection' in forward()",
     ),
+    # Blind spots (issue #23)
+    Case(CudaBranchOnInput, "fixed-device", "self.scale.cuda()", says="as if on cuda:1"),
+    Case(
+        DeviceTypeOnly,
+        "fixed-device",
+        "device=x.device.type",
+        says="device='cuda'",
+        inputs=(torch.randn(2, 3, 4),),
+    ),
+    Case(CudaAutocastOff, "fixed-device", 'torch.autocast("cuda", enabled=False)'),
+    Case(CpuGeneratorPermutation, "fixed-device", "torch.randperm", says="torch.Generator on cpu"),
+    Case(
+        ParameterMovedAfterwards,
+        "factory-kwargs",
+        "attribute 'weight'",
+        says="plain tensor",
+        options={"factory": ParameterMovedAfterwards},
+    ),
+    Case(RandomFeatures, "state-dict", "buffer 'frequencies'", inputs=(torch.randn(3, 4),)),
+    Case(StatisticUpdatedInEval, "eval-inference", "buffer 'running_mean'", says="eval-mode"),
+    Case(StatisticOnTheGraph, "state-in-forward", "buffer 'running_mean'", says="graph"),
+    Case(ClampsWeightInForward, "state-in-forward", "parameter 'weight'", says="in place"),
+    Case(HeadsInDataclass, "plain-container", "submodule 'heads.classifier'"),
+    Case(
+        ScaleFromParameter,
+        "unregistered-tensor",
+        "attribute 'scale'",
+        frozenset({"crash"}),  # deepcopy refuses it: the other rules cannot run
+    ),
+    Case(
+        FullyMaskedRow,
+        "finite-output",
+        "scores.softmax(-1)",
+        says="NaN",
+        inputs=(torch.randn(3, 4), torch.tensor([[True] * 4, [False] * 4, [True, False] * 2])),
+    ),
+    Case(CentresOverBatch, "batch-independence", "y - y.mean(0)"),
+    Case(NumpyNoise, "checkpoint-parity", "self.rng.standard_normal", says="linear.weight"),
 ]

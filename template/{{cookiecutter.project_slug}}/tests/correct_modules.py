@@ -376,6 +376,36 @@ class PatchEmbedding(nn.Module):
         return self.projection(x + self.position)
 
 
+class RotaryAngles(nn.Module):
+    """Rotary angles with autocast off for the input's device type, positions made on the
+    input's device (as Llama's rotary embedding): nothing names a device."""
+
+    inv_freq: Tensor
+
+    def __init__(
+        self,
+        features: int = 8,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.features = features
+        inv_freq = torch.empty(features // 2, device=device, dtype=dtype)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)  # recomputed, not saved
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        exponents = torch.arange(0, self.features, 2, device=self.inv_freq.device)
+        self.inv_freq.copy_(10000.0 ** (-exponents / self.features))
+
+    def forward(self, x: Tensor) -> Tensor:  # (batch, length, features)
+        positions = torch.arange(x.shape[1], device=x.device, dtype=x.dtype)
+        with torch.autocast(x.device.type, enabled=False):
+            angles = positions[:, None] * self.inv_freq
+        return x * torch.cat([angles.cos(), angles.sin()], -1)
+
+
 @dataclass(frozen=True)
 class Idiom:
     """A correct module, how to build it, and its inputs."""
@@ -504,5 +534,10 @@ IDIOMS = [
         PatchEmbedding,
         lambda: (torch.randn(2, 5, 4),),
         options={"init": "init_weights"},
+    ),
+    Idiom(
+        "autocast and positions on the input's device",
+        RotaryAngles,
+        lambda: (torch.randn(2, 5, 8),),
     ),
 ]

@@ -441,3 +441,23 @@ def test_layer_under_cuda_autocast_returns_the_autocast_dtype(dtype: torch.dtype
     output.float().sum().backward()
     assert layer.weight.grad is not None
     assert layer.weight.grad.dtype == torch.float32
+
+
+# Blind spots (issue #23)
+
+
+def test_a_random_non_persistent_buffer_is_not_replayed_by_the_fresh_instance() -> None:
+    torch.manual_seed(0)  # the seed the checker's own calls use: no replay all the same
+    factory = broken_modules.RandomFeatures
+    with pytest.raises(ModuleContractError) as caught:
+        check_module_contract(factory(), torch.randn(3, 4), factory=factory, rules=["state-dict"])
+    assert [v.where for v in caught.value.violations] == ["buffer 'frequencies'"]
+
+
+def test_a_module_that_cannot_be_copied_is_named_and_checked_without_a_copy() -> None:
+    with pytest.raises(ModuleContractError) as caught:
+        check_module_contract(broken_modules.ScaleFromParameter(), torch.randn(3, 4))
+    crash = [v for v in caught.value.violations if v.rule == "crash"]
+    assert [v.where for v in crash] == ["attribute 'scale'"], str(caught.value)
+    assert "deepcopy" in crash[0].problem
+    assert any("only plain-container" in note for note in caught.value.notes)

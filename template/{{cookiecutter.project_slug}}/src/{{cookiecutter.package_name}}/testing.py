@@ -17,7 +17,9 @@ that crashes is reported the same way (kind ``crash``). The rules (the names tha
 ``rules=`` and ``skip=`` take) are in :data:`RULES`; ``rules=["fixed-dtype"]`` checks one
 alone, so that a parametrized test names the rule that failed. The example inputs must
 suit training mode too (more than one sample for batch norm). The module under test is
-never changed: every probe runs on a deep copy, and the global random state is restored.
+never changed: every probe runs on a deep copy, and the global random state is restored
+(if ``copy.deepcopy`` fails, the crash names the attribute, and the rules that need no
+copy are checked on the module itself).
 
 How the rules that cannot be seen by looking at the module are found:
 
@@ -26,7 +28,11 @@ How the rules that cannot be seen by looking at the module are found:
   A call that names a device is reported and then run on ``meta``, so the run goes on to
   the next line. If your code asked ``torch.cuda.is_available()``, the run is repeated
   with that function answering ``True``, so that a branch written for GPUs is checked
-  too. If the meta run stops early (an op that needs values, such as
+  too; the same if your code read a tensor's device (``x.device``, ``x.is_cuda``): in that
+  run its tensors say they are on ``cuda:1``, a GPU that is not the current one, so that
+  ``device=x.device`` passes and ``x.device.type``, ``"cuda"`` or ``.cuda()`` does not.
+  ``torch.autocast`` entered with another device type than the inputs', and a
+  ``torch.Generator`` on another device than the tensors it draws for, are reported. If the meta run stops early (an op that needs values, such as
   ``if torch.isnan(x).any()``), the report says on which line, and the rest is checked
   on the real device by looking at the arguments of each torch call (a string device,
   ``.cuda()``, a factory such as ``torch.arange(n)`` without ``device=``).
@@ -43,6 +49,15 @@ How the rules that cannot be seen by looking at the module are found:
   ``no_grad``, ``argmax()``, a NumPy round trip), and that line is reported.
 * outputs are compared by the tensors they hold, looking into tuples, dicts, dataclasses,
   model outputs and other objects (a key-value cache); what holds no tensor is noted.
+* state: a training-mode call must change no trainable parameter in place and leave no
+  buffer on the autograd graph; eval-mode calls must change no parameter or persistent
+  buffer (non-persistent ones are caches). The fresh instance of the state round trip is
+  built under another seed than the calls, and without ``factory=`` its non-persistent
+  buffers come from ``reset_parameters()``, not from the copy.
+* batch independence, checkpoint parity: the last sample alone, in eval mode, against its
+  row of the batch (when every input shares a first dimension of at least 2); a
+  training-mode forward and backward under ``torch.utils.checkpoint`` (non-reentrant)
+  against a plain one, from the same random state (torch's, Python's, NumPy's).
 * all of these watch the torch calls made by your code (``torch.overrides.TorchFunctionMode``)
   to report the line that made the offending tensor; a line inside an installed library
   is reported as the line of your code that called it.
@@ -56,15 +71,19 @@ import collections
 import contextlib
 import copy
 import dataclasses
+import enum
 import inspect
 import io
 import itertools
+import linecache
 import math
 import pickle
+import random
 import re
 import sys
 import sysconfig
 import traceback
+import types
 import warnings
 import weakref
 from collections.abc import Callable, Collection, Iterator, Mapping
@@ -74,6 +93,7 @@ from typing import Any, NamedTuple
 from unittest import mock
 
 import torch
+import torch.utils.checkpoint
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 from torch.overrides import TorchFunctionMode
@@ -82,7 +102,7 @@ __all__ = ["RULES", "ContractReport", "ModuleContractError", "Violation", "check
 
 RULES: dict[str, str] = {
     "state-in-forward": "forward() creates no parameter or buffer, on self or as a local, "
-    "and replaces none",
+    "replaces none, changes no trainable parameter and leaves no buffer on the autograd graph",
     "plain-container": "submodules and parameters are not held in plain lists, tuples or dicts",
     "unregistered-tensor": "every tensor attribute is a registered parameter or buffer",
     "fixed-device": "forward() creates no tensor on a fixed device (training and eval mode)",
@@ -93,12 +113,18 @@ RULES: dict[str, str] = {
     "follows-to": ".to() moves and casts every parameter and buffer",
     "state-dict": "state_dict() loaded into a fresh instance gives the same outputs",
     "growing-state": "forward() does not accumulate state across calls (training and eval mode)",
-    "eval-inference": "eval-mode inference is deterministic and builds no autograd graph",
+    "eval-inference": "eval-mode inference is deterministic, builds no autograd graph and "
+    "changes no parameter or persistent buffer",
     "meta-init": "meta construction, to_empty() and reset_parameters() give finite state",
     "factory-kwargs": "factory(device=..., dtype=...) puts every tensor on that device and dtype",
     "non-contiguous": "non-contiguous inputs give the same outputs as contiguous ones",
     "pickle": "a pickled and unpickled copy gives the same outputs",
     "repr": "repr() works",
+    "finite-output": "finite inputs give finite outputs (no NaN or Inf) in eval mode",
+    "batch-independence": "in eval mode, a sample alone gives the same outputs as in a batch",
+    "checkpoint-parity": "activation checkpointing (torch.utils.checkpoint, non-reentrant, "
+    "per block of a ModuleList or Sequential, else around the whole forward) "
+    "gives the same outputs and gradients",
 }
 
 _FIXES: dict[str, str] = {
@@ -138,6 +164,16 @@ _FIXES: dict[str, str] = {
     "multiprocessing and torch.save(module) work",
     "repr": "make extra_repr() return a string built from attributes set in __init__",
     "stale-skip": "remove the skip, or correct the place it names",
+    "finite-output": "guard the operation named: an eps in divisions, norms and logs "
+    "(x / (norm + eps), log(x.clamp_min(eps))), torch.finfo(dtype).min instead of -inf in "
+    "masks, and no softmax over a row that is all masked",
+    "batch-independence": "compute each sample from itself in eval mode: running statistics "
+    "(not the batch's) in normalisation, and no reduction or reshape across the batch "
+    "dimension",
+    "checkpoint-parity": "make forward() repeatable, as checkpointing runs it again in "
+    "backward: draw random numbers with torch (torch.rand, F.dropout: checkpoint restores "
+    "their state), not with random or NumPy, and keep no Python state that changes between "
+    "calls",
 }
 _META_VALUE_FIX = (
     "a value is read while the module is built (.item(), bool(), an if on a tensor: "
@@ -165,11 +201,69 @@ _REPLACED_FIX = (
     "index_copy_): a new tensor every call escapes .to(), FSDP and anything holding the old one"
 )
 
+# Blind spots (issue #23): the fixes of findings that the rules' own fixes do not cover.
+_DEVICE_PROPERTY_FIX = (
+    "derive the device itself, not its type or a guess from it: device=x.device, "
+    "x.new_zeros(...), .to(x.device); x.device.type, .cuda() and 'cuda' name the current "
+    "GPU, not the input's (cuda:1 under DistributedDataParallel)"
+)
+_AUTOCAST_FIX = (
+    "take autocast's device type from the input: torch.autocast(x.device.type, ...); a "
+    "fixed 'cuda' leaves the CPU (or any other device) in the autocast state around it"
+)
+_GENERATOR_FIX = (
+    "draw from a generator on the input's device: torch.Generator(device=x.device), seeded "
+    "once per device; torch refuses a CPU generator for a GPU tensor"
+)
+_PLAIN_AFTER_TO_FIX = (
+    "nn.Parameter(t).to(device, dtype) returns a plain tensor, not a parameter: make the "
+    "tensor on its device and dtype inside nn.Parameter (nn.Parameter(torch.empty(n, "
+    "device=device, dtype=dtype))) or register_buffer() it"
+)
+_GRAPH_BUFFER_FIX = (
+    "update the buffer under torch.no_grad() (or from detached values): a buffer on the "
+    "graph keeps every step's graph alive, and the next backward() fails on it"
+)
+_DRIFT_FIX = (
+    "leave trainable parameters to the optimizer: compute the constrained value in "
+    "forward() (w = self.weight.clamp(min=0)), or use torch.nn.utils.parametrize"
+)
+_EVAL_STATE_FIX = (
+    "update statistics only in training mode (if self.training:), under torch.no_grad(); "
+    "a validation pass must leave the saved state alone"
+)
+_HIDDEN_MODULE_FIX = (
+    "assign it as an attribute (self.name = module), which nn.Module.__setattr__ registers, "
+    "or hold it in an nn.ModuleList / nn.ModuleDict"
+)
+_PLAIN_OBJECT_FIX = (
+    "hold it where nn.Module registers it: assign it to self, or use nn.ModuleDict / "
+    "nn.ModuleList (a dataclass or a plain object registers nothing, so parameters(), .to() "
+    "and state_dict() miss it)"
+)
+_UNCOPYABLE_FIX = (
+    "make the attribute copyable: register a tensor computed from a parameter as a buffer "
+    "(or compute it in forward()), create locks and handles where they are used, or give "
+    "the class __deepcopy__ / __getstate__; every probe runs on a deep copy"
+)
+
 # nn.Module's own bookkeeping: every attribute an empty nn.Module has.
 _MODULE_INTERNALS = frozenset(vars(nn.Module()))
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 _CONTAINERS = (list, tuple, dict, set, frozenset, collections.deque)
 _SIZED = (Tensor, *_CONTAINERS)
+# Values whose fields are not walked (registration, growth): they are not plain holders.
+_OPAQUE = (
+    Tensor,
+    nn.Module,
+    type,
+    types.ModuleType,
+    types.FunctionType,
+    types.MethodType,
+    types.BuiltinFunctionType,
+    torch.Generator,
+    enum.Enum,
+)
 _TORCH_DIR = str(Path(torch.__file__).parent)
 _STDLIB_DIR = sysconfig.get_paths()["stdlib"]
 _SITE_DIRS = (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])
@@ -180,6 +274,8 @@ _NOT_CLOSE = (AssertionError, TypeError, ValueError)
 _user_dirs: tuple[str, ...] = ()
 # Rules whose findings explain a crash of a converted copy.
 _STRUCTURAL = frozenset({"plain-container", "unregistered-tensor", "follows-to"})
+# The seed a fresh instance is built under: not the seed of the compared calls (0).
+_FRESH_SEED = 0x5EED
 
 
 class Violation(NamedTuple):
@@ -383,6 +479,8 @@ class _Checker:
             lazy = any(isinstance(p, nn.UninitializedParameter) for p in self.base.parameters())
             self.first_call(self.base if lazy else self.copy_of(self.base))
         except _Crash:
+            if not hasattr(self, "base"):  # deepcopy failed: check what needs no copy
+                self.without_copy()
             return self.violations
         probes: list[tuple[tuple[str, ...], Callable[[], None]]] = [
             (
@@ -402,6 +500,9 @@ class _Checker:
             (("non-contiguous",), self.non_contiguous),
             (("pickle",), self.pickle_round_trip),
             (("repr",), self.repr),
+            (("finite-output",), self.finite_output),
+            (("batch-independence",), self.batch_independence),
+            (("checkpoint-parity",), self.checkpoint_parity),
         ]
         for probe_rules, probe in probes:
             if not selected.intersection(probe_rules):
@@ -432,7 +533,13 @@ class _Checker:
         try:
             return copy.deepcopy(module)
         except Exception as error:
-            self.add("crash", type(module).__name__, f"copy.deepcopy failed: {error}")
+            where, problem = _uncopyable(module)
+            self.add(
+                "crash",
+                where,
+                f"copy.deepcopy failed: {problem or error}; every probe runs on a copy",
+                _UNCOPYABLE_FIX if problem else None,
+            )
             raise _Crash from error
 
     def call(
@@ -505,8 +612,10 @@ class _Checker:
         module = self.copy_of(self.base).train()
         before = _registry(module)
         local_names = _LocalNames()
+        trainable = _trainable_values(module)
         with local_names:
             output = self.call(module)
+        self.training_state_changes(module, trainable)
         after_first = _registry(module)
         appeared = sorted(after_first.keys() - before.keys())
         for name in appeared:
@@ -526,9 +635,9 @@ class _Checker:
 
     def eval_calls(self) -> None:
         module = self.copy_of(self.base).eval()
-        before = {name: t.clone() for _, name, t in _state(module)}
         with torch.no_grad():
             first = self.call(module)
+            before = {name: t.clone() for _, name, t in _state(module)}  # after a first call
             second = self.repeat_calls(module, _registry(module), "eval")
         self.eval_run = (module, before, first, second)  # eval-inference compares them
 
@@ -665,9 +774,15 @@ class _Checker:
             if isinstance(item, Tensor)
         }
         self.call(module)  # attributes set in forward() count too
+        self.report_registration(module, before)
+
+    def report_registration(self, module: nn.Module, before: set[int]) -> None:
+        """Tensors and modules reachable from attributes, yet not registered."""
         registered = {id(t) for t in (*module.parameters(), *module.buffers())}
         submodules = {id(m) for m in module.modules()}
         for path, value in _attributes(module):
+            # A dataclass or plain object holding modules: another fix than a list's.
+            fix = None if isinstance(value, _CONTAINERS) else _PLAIN_OBJECT_FIX
             for item_path, item in _walk(value, path):
                 if isinstance(item, nn.Module) and id(item) not in submodules:
                     if _inert(item):  # nothing for .to(), state_dict() or eval() to miss
@@ -684,12 +799,14 @@ class _Checker:
                         "plain-container",
                         f"submodule '{item_path}'",
                         f"a {type(item).__name__} {held}",
+                        _HIDDEN_MODULE_FIX if item is value else fix,
                     )
                 elif isinstance(item, nn.Parameter) and id(item) not in registered:
                     self.add(
                         "plain-container",
                         f"parameter '{item_path}'",
                         f"an nn.Parameter held in a plain {type(value).__name__}",
+                        fix,
                     )
                 elif isinstance(item, Tensor) and id(item) not in registered:
                     if id(item) in before:
@@ -715,9 +832,14 @@ class _Checker:
             stopped = self.meta_run(module, inputs, mode, asked, "")
             if stopped:
                 self.device_arguments_run(mode, stopped)
-            if asked.calls:  # the user's code asked: now check the branch written for GPUs
+            # The user's code asked torch.cuda.is_available(), or read a tensor's device:
+            # now check the branch written for GPUs, the inputs seen as on a second GPU.
+            if asked.calls:
                 gpu = _CudaQuestion(answer=True)
-                note = ", with torch.cuda.is_available() patched to True"
+                note = (
+                    ", as if on cuda:1 (torch.cuda.is_available() patched to True, and the "
+                    "device, is_cuda and get_device() of its tensors answering cuda:1)"
+                )
                 stopped = self.meta_run(module, inputs, mode, gpu, note)
                 if stopped:
                     self.notes.append(f"the {mode}-mode meta run{note} stopped at {stopped}")
@@ -732,17 +854,17 @@ class _Checker:
     ) -> str:
         """Run ``module`` on meta; report fixed devices; return where it stopped, or ""."""
         module.train(mode == "training")
-        watch = _CreationWatch(
-            lambda t: t.dim() > 0 and not t.is_meta,
+        watch = _MetaWatch(
             known=_reachable_tensors(module, inputs),
-            fixed=_fixed_device,
-            redirect=True,
+            question=question,
+            generators=_generator_names(module),
         )
         stopped = ""
         output = None
         with (
             contextlib.ExitStack() as stack,
             mock.patch.object(torch.cuda, "is_available", question),
+            _AutocastWatch("cuda" if question.answer else "meta", watch),
         ):
             if mode == "eval":
                 stack.enter_context(torch.no_grad())
@@ -757,6 +879,7 @@ class _Checker:
                 "fixed-device",
                 where,
                 f"{problem} (the module ran on the meta device in {mode} mode{note})",
+                watch.fixes.get(where),
             )
         for index, tensor in enumerate(_output_tensors(output)):
             if not tensor.is_meta and not watch.found:
@@ -886,7 +1009,9 @@ class _Checker:
 
     def fresh_instance(self) -> nn.Module:
         if self.factory is None:
-            return self.copy_of(self.module)  # as given: never run by the checker
+            fresh = self.copy_of(self.module)  # as given: never run by the checker
+            self.recompute_non_persistent(fresh)
+            return fresh
         devices = {t.device for _, _, t in _state(self.base)}
         dtypes = {t.dtype for _, _, t in _state(self.base) if t.is_floating_point()}
         factory_kwargs: dict[str, Any] = {}
@@ -894,6 +1019,8 @@ class _Checker:
             factory_kwargs["device"] = devices.pop()
         if len(dtypes) == 1:
             factory_kwargs["dtype"] = dtypes.pop()
+        # Not the seed of the calls: a random initialisation must not be replayed bit for bit.
+        _seed(_FRESH_SEED)
         return self.factory(**factory_kwargs)
 
     def state_dict_round_trip(self) -> None:
@@ -958,12 +1085,15 @@ class _Checker:
     def eval_inference(self) -> None:
         if self.eval_run is None:  # eval_calls() did not run: its rules were not selected
             module = self.copy_of(self.base).eval()
-            before = {name: t.clone() for _, name, t in _state(module)}
             with torch.no_grad():
-                self.eval_run = (module, before, self.call(module), self.call(module))
+                first = self.call(module)
+                before = {name: t.clone() for _, name, t in _state(module)}  # after a first call
+                self.eval_run = (module, before, first, self.call(module))
         module, before, first, second = self.eval_run
         self.eval_run = None  # their memory is not needed after this
-        if not self.same(first, second):
+        if self.same(first, second):
+            self.eval_state_changes(module, before)
+        else:
             self.eval_varies = True
             changed = [name for _, name, t in _state(module) if not self.same(t, before[name])]
             where = ", ".join(f"'{name}'" for name in changed) or self.first_difference(module)
@@ -1034,6 +1164,7 @@ class _Checker:
         for factory_kwargs in ({"device": "meta"}, {"device": "meta", "dtype": torch.float64}):
             module = self.factory(**factory_kwargs)
             shown = ", ".join(f"{k}={v!r}" for k, v in factory_kwargs.items())
+            self.plain_tensors_made_by_factory(module, shown)
             for kind, name, tensor in _state(module):
                 dtype = factory_kwargs.get("dtype")
                 if not tensor.is_meta:
@@ -1107,6 +1238,394 @@ class _Checker:
         if not text:
             self.add("repr", type(self.module).__name__, "repr() returned no text")
 
+    # -- blind spots (issue #23): state changed in forward, plain tensors, no deepcopy --------
+
+    def training_state_changes(self, module: nn.Module, trainable: dict[str, Tensor]) -> None:
+        """After one training-mode forward(): no trainable parameter changed in place, and no
+        buffer on the autograd graph (a statistic updated outside torch.no_grad())."""
+        parameters = dict(module.named_parameters())
+        for name, value in trainable.items():
+            parameter = parameters.get(name)
+            if parameter is not None and not _equal(parameter, value):
+                self.add(
+                    "state-in-forward",
+                    f"parameter '{name}'",
+                    "is changed in place by a training-mode forward() (the optimizer's "
+                    "update is overwritten)",
+                    _DRIFT_FIX,
+                )
+        for name, buffer in module.named_buffers():
+            if buffer.requires_grad or buffer.grad_fn is not None:
+                self.add(
+                    "state-in-forward",
+                    f"buffer '{name}'",
+                    "is on the autograd graph after a training-mode forward() (updated "
+                    "outside torch.no_grad())",
+                    _GRAPH_BUFFER_FIX,
+                )
+
+    def eval_state_changes(self, module: nn.Module, before: Mapping[str, Tensor]) -> None:
+        """Saved state (parameters, persistent buffers) that an eval-mode call changed.
+
+        ``before``: the state after a first eval-mode call, so that a one-time
+        initialisation on the first batch is not counted. Non-persistent buffers (caches)
+        may change.
+        """
+        non_persistent = set(_non_persistent_buffer_names(module))
+        for kind, name, tensor in _state(module):
+            if name in non_persistent or name not in before or _equal(tensor, before[name]):
+                continue
+            self.add(
+                "eval-inference",
+                f"{kind} '{name}'",
+                "changes with every eval-mode forward() on the same inputs, though the "
+                "outputs do not (validation changes the saved state)",
+                _DRIFT_FIX if kind == "parameter" else _EVAL_STATE_FIX,
+            )
+
+    def plain_tensors_made_by_factory(self, module: nn.Module, shown: str) -> None:
+        """Tensor attributes that ``factory(...)`` leaves unregistered, as the module built
+        without factory arguments does not (``nn.Parameter(t).to(device, dtype)``)."""
+        registered = {id(t) for _, _, t in _state(module)}
+        plain_in_base = {
+            item_path
+            for path, value in _attributes(self.base)
+            for item_path, item in _walk(value, path)
+            if isinstance(item, Tensor)
+        }
+        state_names = {name for _, name, _ in _state(self.base)}
+        for path, value in _attributes(module):
+            for item_path, item in _walk(value, path):
+                if (
+                    isinstance(item, Tensor)
+                    and id(item) not in registered
+                    and item_path not in plain_in_base
+                ):
+                    was = " (registered when built without factory arguments)"
+                    self.add(
+                        "factory-kwargs",
+                        f"attribute '{item_path}'",
+                        f"factory({shown}) left it a plain tensor on {item.device}, neither "
+                        "parameter nor buffer" + (was if item_path in state_names else ""),
+                        _PLAIN_AFTER_TO_FIX,
+                    )
+
+    def recompute_non_persistent(self, fresh: nn.Module) -> None:
+        """Without factory=, the fresh instance is a copy: its non-persistent float buffers
+        are recomputed by reset_parameters(), not carried over. Those it does not set keep
+        the copy's values (said in a note): no fresh instance can be built to compare."""
+        present = dict(fresh.named_buffers())
+        buffers = {
+            name: present[name] for name in _non_persistent_buffer_names(fresh) if name in present
+        }
+        floats = {
+            name: buffer
+            for name, buffer in buffers.items()
+            if buffer.is_floating_point()
+            and buffer.numel() > 0
+            and not isinstance(buffer, nn.UninitializedBuffer)
+        }
+        if not floats:
+            return
+        copied = {name: buffer.clone() for name, buffer in floats.items()}
+        # reset_parameters() may fail on a module built otherwise: then the copy's values stay.
+        with contextlib.suppress(Exception), torch.no_grad():
+            for buffer in floats.values():
+                buffer.fill_(math.nan)
+            _reset_parameters(fresh)
+        kept = []
+        with torch.no_grad():
+            for name, value in copied.items():
+                current = fresh.get_buffer(name)
+                if current.shape == value.shape and bool(current.isnan().any()):
+                    current.copy_(value)
+                    kept.append(name)
+        if kept:
+            self.notes.append(
+                "state-dict: non-persistent buffers "
+                + ", ".join(f"'{name}'" for name in kept)
+                + " were copied into the fresh instance: reset_parameters() does not compute "
+                "them (pass factory= to check them)"
+            )
+
+    def without_copy(self) -> None:
+        """copy.deepcopy(module) failed: the rules that need neither a copy nor a forward
+        pass, checked on the module itself, which is left unchanged."""
+        module = self.module
+        tensors = {
+            id(item)
+            for path, value in _attributes(module)
+            for _, item in _walk(value, path)
+            if isinstance(item, Tensor)
+        }
+        self.report_registration(module, tensors)
+        if "pickle" in self.selected:
+            try:
+                pickle.dumps(module)
+            except Exception as error:  # noqa: BLE001 - the finding
+                self.add("pickle", _unpicklable(module), f"pickling failed: {_describe(error)}")
+        if "repr" in self.selected:
+            try:
+                repr(module)
+            except Exception as error:  # noqa: BLE001 - the finding
+                self.add("repr", _where(error), f"repr() raised {_describe(error)}")
+        self.notes.append(
+            "only plain-container, unregistered-tensor, pickle and repr were checked: the "
+            "other rules run on a copy"
+        )
+
+    # -- finite-output, batch-independence, checkpoint-parity --------------------------------
+
+    def finite_output(self) -> None:
+        inputs = [t for t in _flat_tensors(self.inputs) if t.is_floating_point()]
+        if not all(bool(torch.isfinite(t).all()) for t in inputs):
+            self.notes.append("finite-output: not checked, the example inputs are not finite")
+            return
+        module = self.copy_of(self.base).eval()
+        with torch.no_grad():
+            output = self.call(module)
+        for index, tensor in enumerate(_flat_tensors(output)):
+            if not tensor.is_floating_point() or bool(torch.isfinite(tensor).all()):
+                continue
+            nan = bool(tensor.isnan().any())
+            kind = "NaN" if nan else "Inf"
+            # The first torch call that made one: NaN or Inf from finite inputs.
+            watch = _FirstCall(_has_nan if nan else _has_non_finite)
+            with torch.no_grad(), watch:
+                self.call(module)
+            self.add(
+                "finite-output",
+                watch.where or f"output {index}",
+                f"makes {kind} (output {index} holds {kind}; eval mode, finite inputs)",
+            )
+            return
+
+    def batch_independence(self) -> None:
+        sizes = {t.shape[0] for t in _flat_tensors(self.inputs) if t.dim() > 0}
+        if len(sizes) != 1 or (size := sizes.pop()) < 2:
+            return  # no batch dimension shared by every input (scalars aside)
+        if any(getattr(m, "batch_first", True) is False for m in self.base.modules()):
+            self.notes.append("batch-independence: not checked, a submodule is batch_first=False")
+            return
+        module = self.copy_of(self.base).eval()
+        row = size - 1  # the last sample: padding and offsets show there
+        single = _map_tensors(lambda t: t[row : row + 1] if t.dim() > 0 else t, self.inputs)
+        with torch.no_grad():
+            _seed()
+            batched = self.call(module)
+            _seed()
+            try:
+                alone = self.call(module, single)
+            except Exception as error:  # noqa: BLE001 - the finding
+                problem = f"sample {row} alone (a batch of 1) raised {_describe(error)} (eval mode)"
+                self.add("batch-independence", _where(error), problem)
+                return
+        index = self.differing_row(batched, alone, size, row)
+        if index is None:
+            return
+        with torch.no_grad():  # not repeatable in eval mode (random): rule eval-inference's
+            if not self.same(self.call(module), batched):
+                return
+            trace = _RowTrace(size, row, self.rows_close)
+            with trace:
+                _seed()
+                self.call(module)
+            trace.reference, trace.rows = trace.rows, []
+            with trace:
+                _seed()
+                self.call(module, single)
+        self.add(
+            "batch-independence",
+            trace.where or f"output {index}",
+            f"sample {row} alone gives another output {index} than in a batch of {size} "
+            "(eval mode)",
+        )
+
+    def differing_row(self, batched: Any, alone: Any, size: int, row: int) -> int | None:
+        """The first output whose row ``row`` differs from the single sample's, or None."""
+        pairs = list(zip(_flat_tensors(batched), _flat_tensors(alone), strict=False))
+        if len(_flat_tensors(batched)) != len(_flat_tensors(alone)):
+            return None
+        for index, (full, one) in enumerate(pairs):
+            if full.dim() == 0 or full.shape[0] != size or one.shape != (1, *full.shape[1:]):
+                continue
+            if not self.rows_close(one, full[row : row + 1]):
+                return index
+        return None
+
+    def rows_close(self, actual: Tensor, expected: Tensor) -> bool:
+        """Equal up to float noise (another batch size may take another kernel)."""
+        if actual.shape != expected.shape or actual.dtype != expected.dtype:
+            return False
+        if not actual.is_floating_point():
+            return bool(torch.equal(actual, expected))
+        low = actual.dtype in (torch.bfloat16, torch.half)
+        rtol = self.rtol if self.rtol is not None else (1.6e-2 if low else 1e-3)
+        scale = float(expected.detach().abs().nan_to_num().max()) if expected.numel() else 0.0
+        atol = self.atol if self.atol is not None else rtol * max(1.0, scale)
+        return bool(torch.allclose(actual, expected, rtol=rtol, atol=atol, equal_nan=True))
+
+    def checkpoint_parity(self) -> None:
+        plain = self.copy_of(self.base).train()
+        with _other_random_states():
+            _seed()
+            _seed_other_random()
+            try:
+                output = self.call(plain)
+                expected = _snapshot(output)
+                scalar = self.loss(output)
+                if scalar.requires_grad:
+                    scalar.backward()
+            except Exception:  # noqa: BLE001 - the plain run fails: other rules say why
+                return
+        grads = {name: p.grad for name, p in plain.named_parameters()}
+        finding = self.checkpointed_run(expected, grads, per_block=False)
+        # Trainers checkpoint per block (torchtitan, Hugging Face), not the whole model: a
+        # top-level step that is not repeatable (wav2vec2's SpecAugment draws with NumPy) is
+        # no fault if every block is.
+        if (
+            finding is not None
+            and _blocks(self.base)
+            and self.checkpointed_run(expected, grads, per_block=True) is None
+        ):
+            self.notes.append(
+                "checkpoint-parity: checkpointed as a whole, forward() is not repeatable "
+                f"({finding[1]}); per block of its ModuleLists, as trainers apply it, it is"
+            )
+            return
+        if finding is not None:
+            self.add("checkpoint-parity", *finding)
+
+    def checkpointed_run(
+        self, expected: dict[str, Any], grads: dict[str, Tensor | None], per_block: bool
+    ) -> tuple[str, str] | None:
+        """A training step under activation checkpointing, against the plain one: None if
+        the outputs and gradients are the same, else (where, what) differs."""
+        checked = self.copy_of(self.base).train()
+        registry = _registry(checked)
+        how = "per block" if per_block else "around the whole forward()"
+        with _other_random_states():
+            _seed()
+            _seed_other_random()
+            args, kwargs = _map_tensors(torch.clone, self.inputs)
+            try:
+                # Buffers that forward() updates (running statistics) are recomputed from
+                # their values before it: what differs then is state outside torch's view.
+                with _checkpointed(checked, per_block, contextlib.nullcontext, _BuffersAsBefore):
+                    output = checked(*args, **kwargs)
+                # As it came out of forward(): the recomputation in backward may append to
+                # a cache it holds again (Hugging Face turns its cache off for this).
+                actual = _snapshot(output)
+                if _registry(checked) != registry:
+                    return None  # state made or replaced in forward(): state-in-forward's
+                scalar = self.loss(output)
+                if scalar.requires_grad:
+                    scalar.backward()  # runs forward() again
+            except Exception as error:  # noqa: BLE001 - the finding
+                return _where(error), f"under activation checkpointing ({how}): {_describe(error)}"
+        if not self.same(actual, expected):
+            return type(self.module).__name__, f"checkpointed {how}, forward() gives other outputs"
+        others = dict(checked.named_parameters())
+        differing = []
+        for name, grad in grads.items():
+            other = others[name].grad if name in others else None
+            if (grad is None) != (other is None) or (
+                grad is not None and other is not None and not self.same(other, grad)
+            ):
+                differing.append(f"parameter '{name}'")
+        if not differing:
+            return None
+        line = self.recomputed_difference(per_block)
+        if line:
+            return line, (
+                f"forward() run again in backward (activation checkpointing {how}) computes "
+                f"other values here, so {', '.join(differing[:3])} get another gradient"
+            )
+        return ", ".join(differing[:3]), (
+            f"gets another gradient under activation checkpointing ({how}): forward() run "
+            "again in backward computes other values"
+        )
+
+    def recomputed_difference(self, per_block: bool) -> str:
+        """The first line whose values in checkpoint's recomputation differ from the first
+        run's, or "" (a third run, made only for a finding)."""
+        module = self.copy_of(self.base).train()
+        first, again = _ValueTrace(), _ValueTrace()
+
+        @contextlib.contextmanager
+        def recomputation(target: nn.Module, before: dict[str, Tensor]) -> Iterator[None]:
+            with _BuffersAsBefore(target, before), again:
+                yield
+
+        with _other_random_states(), contextlib.suppress(Exception):
+            _seed()
+            _seed_other_random()
+            args, kwargs = _map_tensors(torch.clone, self.inputs)
+            with _checkpointed(module, per_block, lambda: first, recomputation):
+                output = module(*args, **kwargs)
+            self.loss(output).backward()  # the recomputation runs here
+        for (where, values), (_, other) in zip(first.calls, again.calls, strict=False):
+            if len(values) != len(other) or not all(map(_equal, values, other)):
+                return where
+        return ""
+
+
+def _blocks(module: nn.Module) -> list[nn.Module]:
+    """The blocks trainers checkpoint one by one: the children of the module's outermost
+    ``nn.ModuleList`` / ``nn.Sequential`` containers."""
+    blocks: list[nn.Module] = []
+    for submodule in module.modules():
+        if isinstance(submodule, nn.ModuleList | nn.Sequential) and not any(
+            _holds(block, submodule) for block in blocks
+        ):
+            blocks.extend(submodule.children())
+    return blocks
+
+
+@contextlib.contextmanager
+def _checkpointed(
+    module: nn.Module,
+    per_block: bool,
+    forward_context: Callable[[], Any],
+    recompute_context: Callable[[nn.Module, dict[str, Tensor]], Any],
+) -> Iterator[None]:
+    """Activation checkpointing (``torch.utils.checkpoint``, non-reentrant) around the whole
+    forward(), or around each block of :func:`_blocks` (torchtitan's per-layer, Hugging
+    Face's ``gradient_checkpointing_enable()``). ``recompute_context(block, buffers)`` is
+    entered while a block is recomputed, with its buffers' values from before it ran.
+    """
+    targets = _blocks(module) if per_block else [module]
+    for target in targets:
+
+        def checkpointed(*args: Any, _target: nn.Module = target, **kwargs: Any) -> Any:
+            before = {name: buffer.clone() for name, buffer in _target.named_buffers()}
+            return torch.utils.checkpoint.checkpoint(
+                type(_target).forward,
+                _target,
+                *args,
+                use_reentrant=False,
+                context_fn=lambda: (forward_context(), recompute_context(_target, before)),
+                **kwargs,
+            )
+
+        target.forward = checkpointed
+    try:
+        yield
+    finally:
+        for target in targets:
+            del target.forward
+
+
+def _snapshot(output: Any) -> dict[str, Any]:
+    """The values an output holds now (:func:`_held_values`), tensors copied."""
+    held = _held_values(output)
+    return {k: v.detach().clone() if isinstance(v, Tensor) else v for k, v in held.items()}
+
+
+def _holds(module: nn.Module, other: nn.Module) -> bool:
+    """Whether ``other`` is inside ``module``."""
+    return any(other is submodule for submodule in module.modules())
+
 
 # -- torch internals: each private use in one place, with a clear message if it breaks --------
 
@@ -1155,11 +1674,11 @@ def _cuda_devices() -> list[int]:
     return list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
 
 
-def _seed() -> None:
+def _seed(seed: int = 0) -> None:
     """Seed the generators that fork_rng restores, and no other (no lazy CUDA seeding)."""
-    torch.default_generator.manual_seed(0)
+    torch.default_generator.manual_seed(seed)
     for device in _cuda_devices():
-        torch.cuda.default_generators[device].manual_seed(0)
+        torch.cuda.default_generators[device].manual_seed(seed)
 
 
 def _sum_of_outputs(output: Any) -> Tensor:
@@ -1305,14 +1824,50 @@ def _attributes(module: nn.Module) -> Iterator[tuple[str, Any]]:
                 yield (f"{path}.{name}" if path else name), value
 
 
-def _walk(value: Any, path: str, depth: int = 0) -> Iterator[tuple[str, Any]]:
-    """``value`` and, for plain containers, what they hold (a few levels, 1000 items deep)."""
+def _walk(
+    value: Any, path: str, depth: int = 0, seen: set[int] | None = None
+) -> Iterator[tuple[str, Any]]:
+    """``value`` and what it holds: plain containers, dataclasses and plain objects' fields.
+
+    A few levels and 1000 items deep per level; each container or object once (cycles).
+    """
     yield path, value
-    if depth >= 4 or not isinstance(value, _CONTAINERS):
+    if depth >= 4:
         return
-    items = value.items() if isinstance(value, dict) else enumerate(value)
-    for key, item in itertools.islice(items, 1000):
-        yield from _walk(item, f"{path}[{key!r}]", depth + 1)
+    if isinstance(value, _CONTAINERS):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        named = ((f"{path}[{key!r}]", item) for key, item in items)
+    else:
+        fields = _object_fields(value)
+        if not fields:
+            return
+        named = ((f"{path}.{name}", item) for name, item in fields)
+    seen = set() if seen is None else seen
+    if id(value) in seen:
+        return
+    seen.add(id(value))
+    for item_path, item in itertools.islice(named, 1000):
+        yield from _walk(item, item_path, depth + 1, seen)
+
+
+def _object_fields(value: Any) -> list[tuple[str, Any]]:
+    """The fields of a dataclass instance or of a plain object (its __dict__), else none.
+
+    Modules, tensors, classes, functions and objects of torch or of Python itself are
+    not looked into.
+    """
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return [(f.name, getattr(value, f.name, None)) for f in dataclasses.fields(value)]
+    if isinstance(value, _OPAQUE):
+        return []
+    owner = type(value).__module__ or ""
+    if owner in ("builtins", "enum") or owner.partition(".")[0] == "torch":
+        return []
+    try:
+        attributes = vars(value)
+    except Exception:  # noqa: BLE001 - no __dict__, or one that cannot be read
+        return []
+    return list(attributes.items()) if isinstance(attributes, dict) else []
 
 
 def _size(value: Any) -> int:
@@ -1886,3 +2441,373 @@ class _LocalNames:
             if ref() is tensor:
                 return name
         return None
+
+
+# -- blind spots (issue #23): helpers ---------------------------------------------------------
+
+
+def _trainable_values(module: nn.Module) -> dict[str, Tensor]:
+    """A copy of every trainable parameter's values, to see what forward() changes in place.
+
+    nn.Embedding(max_norm=...) renormalises its weight in forward() by design: left out.
+    """
+    renormed = {
+        id(m.weight)
+        for m in module.modules()
+        if isinstance(m, nn.Embedding | nn.EmbeddingBag) and m.max_norm is not None
+    }
+    return {
+        name: parameter.detach().clone()
+        for name, parameter in module.named_parameters()
+        if parameter.requires_grad
+        and id(parameter) not in renormed
+        and not isinstance(parameter, nn.UninitializedParameter)
+    }
+
+
+def _equal(actual: Tensor, expected: Tensor) -> bool:
+    """Same shape, dtype and values (NaN equal to NaN); True where they cannot be compared."""
+    if actual.shape != expected.shape or actual.dtype != expected.dtype:
+        return False
+    try:
+        if torch.equal(actual, expected):
+            return True
+        if not actual.is_floating_point():
+            return False
+        nan = actual.isnan()
+        return bool(
+            torch.equal(nan, expected.isnan()) and torch.equal(actual[~nan], expected[~nan])
+        )
+    except Exception:  # noqa: BLE001 - sparse or meta: nothing to compare
+        return True
+
+
+def _uncopyable(module: nn.Module) -> tuple[str, str]:
+    """The first attribute that copy.deepcopy refuses, and why; else the module's name."""
+    for path, value in _attributes(module):
+        try:
+            copy.deepcopy(value)
+        except Exception as error:  # noqa: BLE001 - any refusal names the attribute
+            return (
+                f"attribute '{path}'",
+                f"attribute '{path}' cannot be copied ({_describe(error)})",
+            )
+    return type(module).__name__, ""
+
+
+def _generator_names(module: nn.Module) -> dict[int, str]:
+    """The torch.Generator objects the module holds, by identity, with their attribute."""
+    return {
+        id(item): f"attribute '{item_path}'"
+        for path, value in _attributes(module)
+        for item_path, item in _walk(value, path)
+        if isinstance(item, torch.Generator)
+    }
+
+
+@contextlib.contextmanager
+def _other_random_states() -> Iterator[None]:
+    """Restores Python's and NumPy's global random states (torch's: fork_rng) afterwards."""
+    state = random.getstate()
+    numpy = sys.modules.get("numpy")
+    numpy_state = numpy.random.get_state() if numpy is not None else None
+    try:
+        yield
+    finally:
+        random.setstate(state)
+        if numpy is not None:
+            numpy.random.set_state(numpy_state)
+
+
+def _seed_other_random() -> None:
+    """Seed Python's and NumPy's global generators (inside _other_random_states)."""
+    random.seed(0)
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed(0)
+
+
+# What the user's code reads of a tensor's device (torch's C getters and method).
+_DEVICE_GETTERS = {
+    name: torch._C.TensorBase.__dict__[name] for name in ("device", "is_cuda", "is_cpu", "is_meta")
+}
+_PRETEND = torch.device("cuda", 1)  # a GPU that is not the current one
+_META = torch.device("meta")
+
+
+def _device_read(func: Any) -> str:
+    """Which device property ``func`` reads ("device", "is_cuda", ...), or ""."""
+    owner = getattr(func, "__self__", None)
+    for name, getter in _DEVICE_GETTERS.items():
+        if owner is getter:
+            return name
+    return "get_device" if func is torch._C.TensorBase.get_device else ""
+
+
+def _pretended(read: str) -> Any:
+    """What the user's code is told about a meta tensor, as if it were on cuda:1."""
+    return {
+        "device": _PRETEND,
+        "is_cuda": True,
+        "is_cpu": False,
+        "is_meta": False,
+        "get_device": _PRETEND.index,
+    }[read]
+
+
+def _unpretend(value: Any) -> Any:
+    """cuda:1, the device the user's code was told of, given back: run it on meta."""
+    if isinstance(value, str | torch.device):
+        with contextlib.suppress(RuntimeError):
+            if torch.device(value) == _PRETEND:
+                return _META
+    return value
+
+
+class _MetaWatch(_CreationWatch):
+    """The meta run's watch: :class:`_CreationWatch`, plus devices read and generators.
+
+    The user's code reading a meta tensor's device (``x.device``, ``x.is_cuda``,
+    ``x.get_device()``) counts as a question in ``question.calls``, so that the run is
+    repeated as if on a GPU. In that run (``question.answer`` True) the user's code is told
+    that its tensors are on cuda:1, a GPU that is not the current one, and cuda:1 given
+    back runs on meta: a device taken from the inputs passes; ``x.device.type``,
+    ``"cuda"`` and ``.cuda()`` (the current GPU) are fixed devices. A torch.Generator on
+    another device than the tensors it draws for is reported too.
+    """
+
+    def __init__(
+        self, known: set[int], question: _CudaQuestion, generators: dict[int, str]
+    ) -> None:
+        super().__init__(
+            lambda t: t.dim() > 0 and not t.is_meta, known=known, fixed=_fixed_device, redirect=True
+        )
+        self.question = question
+        self.generators = generators
+        self.fixes: dict[str, str] = {}
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Collection[type],
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
+        kwargs = dict(kwargs or {})
+        read = _device_read(func)
+        if read:
+            value = func(*args, **kwargs)
+            meta = bool(args) and isinstance(args[0], Tensor) and args[0].is_meta
+            if meta and not _is_library(sys._getframe(1).f_code.co_filename):
+                self.question.calls += 1
+                if self.question.answer:
+                    return _pretended(read)
+            return value
+        if self.question.answer:
+            if "device" in kwargs:
+                kwargs["device"] = _unpretend(kwargs["device"])
+            args = tuple(_unpretend(a) for a in args)
+        else:
+            self.check_generators(func, args, kwargs)
+        found = set(self.found)
+        result = super().__torch_function__(func, types, args, kwargs)
+        if self.question.answer:
+            for where in self.found.keys() - found:
+                self.fixes.setdefault(where, _DEVICE_PROPERTY_FIX)
+        return result
+
+    def check_generators(
+        self, func: Callable[..., Any], args: tuple[Any, ...], kwargs: Mapping[str, Any]
+    ) -> None:
+        generators = [v for v in (*args, *kwargs.values()) if isinstance(v, torch.Generator)]
+        if not generators:
+            return
+        device = kwargs.get("device")
+        if device is not None:
+            target = torch.device(device).type == "meta"
+        else:
+            target = any(t.is_meta for t in _flat_tensors((args, kwargs)))
+        for generator in generators:
+            if target and generator.device.type != "meta" and _direct_caller_is_user(func):
+                held = self.generators.get(id(generator))
+                where = _caller()
+                self.found.setdefault(
+                    where,
+                    f"{_function_name(func)}() draws from a torch.Generator on "
+                    f"{generator.device}{f' ({held})' if held else ''} for a tensor on the "
+                    "input's device",
+                )
+                self.fixes.setdefault(where, _GENERATOR_FIX)
+
+
+def _autocast_site() -> str | None:
+    """The user's line that entered a torch.autocast (a ``with``, or a decorator)."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and (
+        frame.f_code.co_filename == __file__ or frame.f_code.co_filename.startswith(_TORCH_DIR)
+    ):
+        if frame.f_code.co_name == "decorate_autocast":  # @torch.autocast(...) on a function
+            code = getattr(frame.f_locals.get("func"), "__code__", None)
+            if code is None or _is_library(code.co_filename):
+                return None
+            line = linecache.getline(code.co_filename, code.co_firstlineno)
+            return _format_frame(code.co_filename, code.co_firstlineno, line, code.co_name)
+        frame = frame.f_back
+    if frame is None or _is_library(frame.f_code.co_filename):
+        return None
+    filename, lineno = frame.f_code.co_filename, frame.f_lineno
+    return _format_frame(
+        filename, lineno, linecache.getline(filename, lineno), frame.f_code.co_name
+    )
+
+
+class _AutocastWatch:
+    """While a meta run goes: torch.autocast entered by the user's code with another device
+    type than its inputs' (``expected``) is reported into ``watch``.
+
+    Each autocast made meanwhile is a disabled CPU one: meta has no autocast state
+    (``torch.autocast("meta")`` raises), and the run only follows devices.
+    """
+
+    def __init__(self, expected: str, watch: _MetaWatch) -> None:
+        self.expected = expected
+        self.watch = watch
+        self.patches = contextlib.ExitStack()
+
+    def __enter__(self) -> None:
+        autocast = torch.amp.autocast_mode.autocast
+        init, enter = autocast.__init__, autocast.__enter__
+        expected, watch = self.expected, self.watch
+
+        def patched_init(self: Any, device_type: str, *_args: Any, **_kwargs: Any) -> None:
+            init(self, "cpu", enabled=False)
+            self.contract_device_type = device_type
+
+        def patched_enter(self: Any) -> Any:
+            device_type = getattr(self, "contract_device_type", self.device)
+            where = _autocast_site() if device_type != expected else None
+            if where is not None:
+                watch.found.setdefault(
+                    where,
+                    f"torch.autocast({device_type!r}) entered for tensors on the input's device",
+                )
+                watch.fixes.setdefault(where, _AUTOCAST_FIX)
+            return enter(self)  # type: ignore[no-untyped-call]
+
+        self.patches.enter_context(mock.patch.object(autocast, "__init__", patched_init))
+        self.patches.enter_context(mock.patch.object(autocast, "__enter__", patched_enter))
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.patches.close()
+
+
+class _RowTrace(TorchFunctionMode):
+    """Where a sample alone first parts from its row in the batch.
+
+    First run (the batch): keeps row ``row`` of every batch-sized tensor each torch call
+    returns. Second run (the sample alone, ``reference`` set): the first call whose result
+    differs from the kept row gives ``where``.
+    """
+
+    def __init__(self, size: int, row: int, close: Callable[[Tensor, Tensor], bool]) -> None:
+        super().__init__()
+        self.size = size
+        self.row = row
+        self.close = close
+        self.rows: list[list[Tensor | None]] = []
+        self.reference: list[list[Tensor | None]] | None = None
+        self.where = ""
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Collection[type],
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
+        result = func(*args, **(kwargs or {}))
+        tensors = _flat_tensors(result)
+        if self.reference is None:
+            self.rows.append(
+                [
+                    t[self.row : self.row + 1].detach().clone()
+                    if t.dim() > 0 and t.shape[0] == self.size
+                    else None
+                    for t in tensors
+                ]
+            )
+            return result
+        index = len(self.rows)
+        self.rows.append([])
+        if self.where or index >= len(self.reference):
+            return result
+        for kept, tensor in zip(self.reference[index], tensors, strict=False):
+            if kept is not None and tensor.shape == kept.shape and not self.close(tensor, kept):
+                self.where = _caller()
+                break
+        return result
+
+
+def _has_nan(tensor: Tensor) -> bool:
+    return tensor.is_floating_point() and bool(tensor.isnan().any())
+
+
+def _has_non_finite(tensor: Tensor) -> bool:
+    return tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+
+
+class _BuffersAsBefore:
+    """While checkpoint recomputes forward(): the buffers hold their values from before the
+    first run, as it saw them; afterwards, their values again."""
+
+    def __init__(self, module: nn.Module, before: Mapping[str, Tensor]) -> None:
+        self.module = module
+        self.before = before
+        self.after: dict[str, Tensor] = {}
+
+    def __enter__(self) -> None:
+        with torch.no_grad():
+            for name, buffer in self.module.named_buffers():
+                value = self.before.get(name)
+                if value is not None and value.shape == buffer.shape:
+                    self.after[name] = buffer.clone()
+                    buffer.copy_(value)
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        with torch.no_grad():
+            for name, buffer in self.module.named_buffers():
+                if name in self.after:
+                    buffer.copy_(self.after[name])
+
+
+class _ValueTrace(TorchFunctionMode):
+    """(line, a copy of the float tensors returned or written) of every torch call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, list[Tensor]]] = []
+
+    def __torch_function__(
+        self,
+        func: Callable[..., Any],
+        types: Collection[type],
+        args: tuple[Any, ...] = (),
+        kwargs: Mapping[str, Any] | None = None,
+    ) -> Any:
+        result = func(*args, **(kwargs or {}))
+        # x[mask] = value returns nothing: what it wrote is its first argument.
+        changed = result if result is not None else args[:1]
+        values = [t.detach().clone() for t in _flat_tensors(changed) if t.is_floating_point()]
+        if values:
+            self.calls.append((_caller(), values))
+        return result
