@@ -67,6 +67,7 @@ This module is for tests only: nothing in the package imports it.
 
 from __future__ import annotations
 
+import ast
 import collections
 import contextlib
 import copy
@@ -82,6 +83,7 @@ import random
 import re
 import sys
 import sysconfig
+import textwrap
 import traceback
 import types
 import warnings
@@ -530,8 +532,15 @@ class _Checker:
             self.violations.append(Violation(rule, where, problem, fix or _FIXES[rule]))
 
     def copy_of(self, module: nn.Module) -> nn.Module:
+        # A lazy module's uninitialised parameters and buffers refuse deepcopy: the copy
+        # gets new uninitialised ones of the same kind (its first call sizes them).
+        memo: dict[int, Any] = {
+            id(t): _uninitialised_like(t)
+            for _, _, t in _state(module)
+            if isinstance(t, nn.UninitializedParameter | nn.UninitializedBuffer)
+        }
         try:
-            return copy.deepcopy(module)
+            return copy.deepcopy(module, memo)
         except Exception as error:
             where, problem = _uncopyable(module)
             self.add(
@@ -1410,15 +1419,17 @@ class _Checker:
         module = self.copy_of(self.base).eval()
         row = size - 1  # the last sample: padding and offsets show there
         single = _map_tensors(lambda t: t[row : row + 1] if t.dim() > 0 else t, self.inputs)
+        batched = self.eval_reference()
         with torch.no_grad():
-            _seed()
-            batched = self.call(module)
             _seed()
             try:
                 alone = self.call(module, single)
-            except Exception as error:  # noqa: BLE001 - the finding
-                problem = f"sample {row} alone (a batch of 1) raised {_describe(error)} (eval mode)"
-                self.add("batch-independence", _where(error), problem)
+            # The first dimension may not be a batch (a graph's nodes): not this rule's.
+            except Exception as error:  # noqa: BLE001
+                self.notes.append(
+                    f"batch-independence: not checked, sample {row} alone (a batch of 1) "
+                    f"raised {_describe(error)} at {_where(error)}: is dimension 0 a batch?"
+                )
                 return
         index = self.differing_row(batched, alone, size, row)
         if index is None:
@@ -1568,6 +1579,15 @@ class _Checker:
             if len(values) != len(other) or not all(map(_equal, values, other)):
                 return where
         return ""
+
+
+def _uninitialised_like(tensor: Tensor) -> Tensor:
+    """A new ``nn.UninitializedParameter`` / ``nn.UninitializedBuffer`` like ``tensor``."""
+    kind: Any = type(tensor)  # torch's stubs omit device= and dtype=
+    made: Tensor = kind(
+        requires_grad=tensor.requires_grad, device=tensor.device, dtype=tensor.dtype
+    )
+    return made
 
 
 def _blocks(module: nn.Module) -> list[nn.Module]:
@@ -2301,7 +2321,7 @@ class _GradientCut(TorchFunctionMode):
             where, how = _caller(), self.describe(func, short, outputs)
             function = None if torch.is_grad_enabled() else _custom_function()
             if function is not None:  # its forward() runs without autograd, by design
-                where = _definition(function.backward)
+                where = _backward_return(function)
                 how = (
                     f"{function.__name__}.backward() returns no gradient for the input its "
                     "forward() computes from this parameter"
@@ -2328,7 +2348,8 @@ class _GradientCut(TorchFunctionMode):
 
 
 def _custom_function() -> type[torch.autograd.Function] | None:
-    """The custom ``autograd.Function`` whose ``forward()`` is running now, if any."""
+    """The user's custom ``autograd.Function`` whose ``forward()`` runs now, if any (not a
+    library's, such as torch's re-entrant checkpoint)."""
     frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         context = frame.f_locals.get("ctx")
@@ -2336,19 +2357,32 @@ def _custom_function() -> type[torch.autograd.Function] | None:
             context, torch.autograd.function.BackwardCFunction
         ):
             function: type[torch.autograd.Function] | None = getattr(context, "_forward_cls", None)
-            return function
+            filename = inspect.getsourcefile(function) if function is not None else None
+            return None if filename is None or _is_library(filename) else function
         frame = frame.f_back
     return None
 
 
-def _definition(function: Callable[..., Any]) -> str:
-    """Where a function is defined, formatted as a line of the user's code."""
+def _backward_return(function: type[torch.autograd.Function]) -> str:
+    """The line of a custom Function's ``backward()`` that returns a None gradient (else its
+    last ``return``), formatted as a line of the user's code."""
+    backward = function.backward
     try:
-        lines, lineno = inspect.getsourcelines(function)
-        filename = inspect.getsourcefile(function) or "?"
-    except (OSError, TypeError):
-        return getattr(function, "__qualname__", repr(function))
-    return _format_frame(filename, lineno, lines[0], function.__name__)
+        lines, first = inspect.getsourcelines(backward)
+        filename = inspect.getsourcefile(backward) or "?"
+        tree = ast.parse(textwrap.dedent("".join(lines)))
+    except (OSError, TypeError, SyntaxError):
+        return getattr(backward, "__qualname__", repr(backward))
+    returns = [node for node in ast.walk(tree) if isinstance(node, ast.Return)]
+    with_none = [
+        node
+        for node in returns
+        if isinstance(node.value, ast.Tuple)
+        and any(isinstance(e, ast.Constant) and e.value is None for e in node.value.elts)
+    ]
+    chosen = with_none or returns
+    offset = chosen[-1].lineno - 1 if chosen else 0
+    return _format_frame(filename, first + offset, lines[offset], "backward")
 
 
 class _FirstCall(TorchFunctionMode):
