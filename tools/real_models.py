@@ -902,6 +902,76 @@ def cost_lines(results: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def probe_shares(
+    results: list[dict[str, Any]],
+) -> list[tuple[str, float, float, float]]:
+    """Per top-level probe of ``_Checker.run``: (probe, seconds, of which deep copies
+    (``copy_of``), of which the module's own calls (``call``)), summed over the cases,
+    largest first."""
+    totals: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0, 0.0])
+    for result in results:
+        for path, seconds in result["probe_s"].items():
+            top, _, rest = path.partition("/")
+            leaf = path.rsplit("/", 1)[-1]
+            if not rest:
+                totals[top][0] += seconds
+            elif leaf in ("copy_of", "call"):
+                totals[top][1 if leaf == "copy_of" else 2] += seconds
+    rows = [(probe, *values) for probe, values in totals.items()]
+    return sorted(rows, key=lambda row: -row[1])
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report for people: findings grouped by kind, cost, where the time goes."""
+    results = report["cases"]
+    lines = [f"# Real models through check_module_contract ({report['set']} set)", ""]
+    lines += ["```", summary(results), "```", ""]
+    by_kind: dict[tuple[str, str], list[tuple[str, dict[str, str]]]] = (
+        collections.defaultdict(list)
+    )
+    for result in results:
+        for finding in result["findings"]:
+            key = (finding["rule"], kind_of(finding["problem"]))
+            by_kind[key].append((result["name"], finding))
+    lines += ["## Findings by kind", ""]
+    for (rule, kind), found in sorted(by_kind.items(), key=lambda item: -len(item[1])):
+        names = sorted({name for name, _ in found})
+        lines.append(f"### [{rule}] {kind}")
+        lines.append(f"{len(names)} cases: {', '.join(names)}")
+        lines.append("")
+        for name, finding in found[:3]:
+            lines.append(f"- {name}: `{finding['where']}`: {finding['problem']}")
+        lines.append("")
+    lines += ["## Per case", "", "| case | result | check s | fwd+bwd s | ratio |"]
+    lines.append("|---|---|---|---|---|")
+    for r in results:
+        if r["harness_error"]:
+            state = "not checked: " + r["harness_error"].strip().splitlines()[-1][:100]
+        elif r["passed"]:
+            state = "passed"
+        else:
+            state = ", ".join(sorted({f["rule"] for f in r["findings"]}))
+        state = state.replace("|", "/")
+        lines.append(
+            f"| {r['name']} | {state} | {r['check_s']} | {r['forward_backward_s']} "
+            f"| {r['ratio']} |"
+        )
+    lines += ["", "## Where the check's time goes", ""]
+    for label, library in (("torchvision models", "torchvision"), ("all cases", None)):
+        chosen = [r for r in results if library is None or r["library"] == library]
+        checked = sum(r["check_s"] for r in chosen if r["probe_s"])
+        lines += [f"Summed over {label}: {checked:.0f} s of checks.", ""]
+        lines += ["| probe | seconds | share | in deepcopy | in module calls |"]
+        lines += ["|---|---|---|---|---|"]
+        for probe, seconds, copies, calls in probe_shares(chosen):
+            share = seconds / checked if checked else 0
+            lines.append(
+                f"| {probe} | {seconds:.1f} | {share:.0%} | {copies:.1f} | {calls:.1f} |"
+            )
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
 def render_template(into: Path) -> Path:
     sys.path.insert(0, str(TOOLS))
     from rendering import render_copier
@@ -946,11 +1016,23 @@ def main(argv: list[str] | None = None) -> int:
         "--only", nargs="+", metavar="NAME", help="these cases (or prefixes)"
     )
     parser.add_argument("--json", type=Path, help="write the report here")
+    parser.add_argument(
+        "--markdown", type=Path, help="write the report for people here"
+    )
+    parser.add_argument(
+        "--from-json", type=Path, help="no run: summarise this report (--markdown too)"
+    )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=300, help="seconds per case")
     parser.add_argument("--profile", metavar="NAME", help="one case under cProfile")
     parser.add_argument("--list", action="store_true", help="list the cases and stop")
     options = parser.parse_args(argv)
+    if options.from_json:
+        report = json.loads(options.from_json.read_text())
+        if options.markdown:
+            options.markdown.write_text(markdown(report))
+        print(summary(report["cases"]))
+        return 0
     names = QUICK if options.set == "quick" else [case.name for case in CASES]
     if options.only:
         names = [
@@ -989,6 +1071,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if options.json:
         options.json.write_text(json.dumps(report, indent=1))
+    if options.markdown:
+        options.markdown.write_text(markdown(report))
     print(summary(results))
     print(
         f"{len(results)} cases in {report['seconds']} s on {options.workers} worker(s)"
