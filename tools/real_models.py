@@ -144,7 +144,7 @@ def _video() -> Inputs:
 
 def _two_images() -> Inputs:
     torch = _torch()
-    return (torch.randn(2, 3, 64, 64), torch.randn(2, 3, 64, 64)), {
+    return (torch.randn(2, 3, 128, 128), torch.randn(2, 3, 128, 128)), {
         "num_flow_updates": 2
     }
 
@@ -172,8 +172,8 @@ TORCHVISION = [
     Case("tv.googlenet", "torchvision", _tv("googlenet", num_classes=10, init_weights=True),
          _images(64), loss=lambda out: sum(o.sum() for o in out if o is not None)
          if isinstance(out, tuple) else out.sum()),
-    Case("tv.inception_v3", "torchvision", _tv("inception_v3", num_classes=10, init_weights=True),
-         _images(160), loss=lambda out: sum(o.sum() for o in out if o is not None)
+    Case("tv.inception_v3", "torchvision", _tv("inception_v3", num_classes=10, init_weights=True, aux_logits=False),
+         _images(128), loss=lambda out: sum(o.sum() for o in out if o is not None)
          if isinstance(out, tuple) else out.sum()),
     Case("tv.alexnet", "torchvision", _tv("alexnet", num_classes=10), _images(64)),
     Case("tv.vgg11_bn", "torchvision", _tv("vgg11_bn", num_classes=10), _images(32)),
@@ -273,7 +273,7 @@ TIMM = [
     _timm_case("mambaout_femto", 64),
     _timm_case("starnet_s050", 64),
     _timm_case("inception_next_atto", 64),
-    _timm_case("tiny_vit_5m_224", 64, img_size=64),
+    _timm_case("tiny_vit_5m_224", 224),
 ]  # fmt: skip
 
 # transformers: tiny models from configs ------------------------------------------------------
@@ -486,7 +486,7 @@ BLOCKS = [
            _images(6, channels=8)),
     _block("timm.SEModule", _attr("timm.layers.SEModule", 8), _images(6, channels=8)),
     _block("timm.EcaModule", _attr("timm.layers.EcaModule", 8), _images(6, channels=8)),
-    _block("timm.CbamModule", _attr("timm.layers.CbamModule", 8), _images(6, channels=8)),
+    _block("timm.CbamModule", _attr("timm.layers.cbam.CbamModule", 8), _images(6, channels=8)),
     _block("timm.DropPath", _attr("timm.layers.DropPath", 0.1), _seq(4, 8), factory=None),
     _block("timm.BlurPool2d", _attr("timm.layers.BlurPool2d", 8), _images(6, channels=8)),
     _block("timm.StdConv2d", _attr("timm.layers.StdConv2d", 3, 8, 3), _images(6)),
@@ -539,12 +539,27 @@ TIMED = (
 )  # fmt: skip
 
 
+_TIMED = """
+def timed(*args, **kwargs):
+    clock.stack.append(name)
+    path = "/".join(clock.stack)
+    start = time.perf_counter()
+    try:
+        return method(*args, **kwargs)
+    finally:
+        clock.seconds[path] += time.perf_counter() - start
+        clock.calls[path] += 1
+        clock.stack.pop()
+"""
+
+
 class ProbeClock:
     """Inclusive seconds per call path ("fixed_dtype/dtype_run/call"), by wrapping methods."""
 
     def __init__(self) -> None:
         self.stack: list[str] = []
         self.seconds: dict[str, float] = collections.defaultdict(float)
+        self.calls: dict[str, int] = collections.defaultdict(int)
 
     def install(self, checker_class: type) -> None:
         for name in TIMED:
@@ -553,25 +568,23 @@ class ProbeClock:
                 setattr(checker_class, name, self.wrap(name, method))
 
     def wrap(self, name: str, method: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(method)
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            self.stack.append(name)
-            path = "/".join(self.stack)
-            start = time.perf_counter()
-            try:
-                return method(*args, **kwargs)
-            finally:
-                self.seconds[path] += time.perf_counter() - start
-                self.stack.pop()
-
+        # Compiled under a "<...>" file name, which the checker counts as library code: a
+        # line it reports is the module's own, or this script's call to the checker (as a
+        # user's test would be), never this wrapper.
+        namespace = {"clock": self, "name": name, "method": method, "time": time}
+        exec(compile(_TIMED, "<probe clock>", "exec"), namespace)  # noqa: S102
+        timed = functools.wraps(method)(namespace["timed"])
         timed._timed = True  # type: ignore[attr-defined]
         return timed
 
     def take(self) -> dict[str, float]:
+        """Seconds per path since the last take (counts: ``self.counted``)."""
         taken = {
             path: round(seconds, 4) for path, seconds in sorted(self.seconds.items())
         }
+        self.counted = dict(sorted(self.calls.items()))
         self.seconds.clear()
+        self.calls.clear()
         self.stack.clear()
         return taken
 
@@ -690,6 +703,7 @@ def run_case(case: Case, testing: Any, clock: ProbeClock) -> dict[str, Any]:
         result["notes"] += list(report.notes)
     result["check_s"] = round(time.perf_counter() - start, 3)
     result["probe_s"] = clock.take()
+    result["probe_calls"] = clock.counted
     if result["forward_backward_s"]:
         result["ratio"] = round(result["check_s"] / result["forward_backward_s"], 1)
     return result
@@ -979,11 +993,120 @@ def render_template(into: Path) -> Path:
     return render_copier(into / "project") / "src"
 
 
-def profile(name: str, src: Path) -> None:
-    """One case under cProfile, in this process: the functions that cost most."""
-    import cProfile
-    import pstats
+def _best(run: Callable[[], Any], repeat: int = 3) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
+
+def anatomy(case: Case, testing: Any) -> dict[str, float]:
+    """Seconds of the operations a check is made of, each alone (best of 3), on one case.
+
+    Uses the checker's private watches (``_LocalNames``, ``_CreationWatch``,
+    ``_DtypeWatch``) as its probes do; one that is missing or changed is left out.
+    cProfile cannot be used: ``_LocalNames`` replaces the profiler with sys.setprofile.
+    """
+    import io
+    import pickle
+
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class PassThrough(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            return func(*args, **(kwargs or {}))
+
+    torch.manual_seed(0)
+    module = case.build()
+    args, kwargs = case.inputs()
+    rows: dict[str, float] = {}
+
+    def run(
+        model: Any, inputs: Inputs = (args, kwargs), mode: Any = None, grad: bool = True
+    ) -> Any:
+        with contextlib.ExitStack() as stack:
+            if not grad:
+                stack.enter_context(torch.no_grad())
+            if mode is not None:
+                stack.enter_context(mode())
+            return model(*inputs[0], **inputs[1])
+
+    def measure(label: str, action: Callable[[], Any]) -> None:
+        try:
+            rows[label] = round(_best(action), 5)
+        except Exception as error:  # noqa: BLE001 - a row the checker no longer supports
+            rows[label + f" (failed: {type(error).__name__})"] = float("nan")
+
+    convert = testing._map_tensors
+    train = copy.deepcopy(module).train()
+    measure("forward, training mode", lambda: run(train))
+    rows["forward+backward"] = round(
+        forward_backward_seconds(case, module, (args, kwargs), torch), 5
+    )
+    evaluated = copy.deepcopy(module).eval()
+    measure("forward, eval, no_grad", lambda: run(evaluated, grad=False))
+    measure("forward, eval, no_grad, float16", lambda: run(
+        evaluated.half(),
+        convert(lambda t: t.half() if t.is_floating_point() else t, (args, kwargs)),
+        grad=False,
+    ))  # fmt: skip
+    measure(
+        "forward under _LocalNames (sys.setprofile)",
+        lambda: run(train, mode=testing._LocalNames),
+    )
+    measure(
+        "forward under a pass-through TorchFunctionMode",
+        lambda: run(train, mode=PassThrough),
+    )
+    meta = copy.deepcopy(module).to("meta")
+    meta_inputs = convert(lambda t: t.to("meta"), (args, kwargs))
+    measure("forward on meta", lambda: run(meta, meta_inputs))
+
+    def creation_watch() -> Any:
+        return testing._CreationWatch(
+            lambda t: t.dim() > 0 and not t.is_meta,
+            known=testing._reachable_tensors(meta, meta_inputs),
+            fixed=testing._fixed_device,
+            redirect=True,
+        )
+
+    measure(
+        "forward on meta under _CreationWatch",
+        lambda: run(meta, meta_inputs, creation_watch),
+    )
+    for dtype in (torch.float64, torch.bfloat16):
+        converted = copy.deepcopy(module).to(dtype)
+        inputs = convert(
+            lambda t, d=dtype: t.to(d) if t.is_floating_point() else t, (args, kwargs)
+        )
+        name = str(dtype).removeprefix("torch.")
+        measure(f"forward, {name}", lambda m=converted, i=inputs: run(m, i))
+
+        def dtype_watch(m=converted, i=inputs, d=dtype) -> Any:
+            return testing._DtypeWatch(d, known=testing._reachable_tensors(m, i))
+
+        measure(
+            f"forward, {name}, under _DtypeWatch",
+            lambda m=converted, i=inputs, w=dtype_watch: run(m, i, w),
+        )
+    measure("copy.deepcopy(module)", lambda: copy.deepcopy(module))
+    measure("pickle dumps+loads", lambda: pickle.loads(pickle.dumps(module)))
+
+    def save_load() -> None:
+        buffer = io.BytesIO()
+        torch.save(module.state_dict(), buffer)
+        buffer.seek(0)
+        torch.load(buffer, weights_only=True)
+
+    measure("state_dict torch.save+load", save_load)
+    return rows
+
+
+def profile(names: list[str], src: Path) -> None:
+    """Per case: the probes' seconds and call counts in one check, then its anatomy."""
     import torch
 
     torch.set_num_threads(1)
@@ -991,19 +1114,21 @@ def profile(name: str, src: Path) -> None:
     testing = import_checker(src)
     clock = ProbeClock()
     clock.install(testing._Checker)
-    profiler = cProfile.Profile()
-    profiler.enable()
-    result = run_case(BY_NAME[name], testing, clock)
-    profiler.disable()
-    print(json.dumps({k: result[k] for k in ("name", "passed", "check_s",
-                                              "forward_backward_s", "ratio")}))  # fmt: skip
-    for path, seconds in sorted(result["probe_s"].items(), key=lambda item: -item[1])[
-        :30
-    ]:
-        print(f"  {seconds:8.3f} s  {path}")
-    stats = pstats.Stats(profiler).sort_stats("tottime")
-    stats.print_stats(25)
-    stats.sort_stats("cumulative").print_stats(40)
+    for name in names:
+        result = run_case(BY_NAME[name], testing, clock)
+        print(
+            f"## {name}: check {result['check_s']} s, forward+backward "
+            f"{result['forward_backward_s']} s, x{result['ratio']}, passed {result['passed']}"
+        )
+        print("\nprobe (inclusive) | seconds | calls\n---|---|---")
+        for path, seconds in sorted(
+            result["probe_s"].items(), key=lambda item: -item[1]
+        ):
+            print(f"{path} | {seconds:.3f} | {result['probe_calls'].get(path, '')}")
+        print("\noperation, alone | seconds\n---|---")
+        for label, seconds in anatomy(BY_NAME[name], testing).items():
+            print(f"{label} | {seconds}")
+        print()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -1024,7 +1149,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=300, help="seconds per case")
-    parser.add_argument("--profile", metavar="NAME", help="one case under cProfile")
+    parser.add_argument(
+        "--profile", nargs="+", metavar="NAME", help="where the time goes, per case"
+    )
     parser.add_argument("--list", action="store_true", help="list the cases and stop")
     options = parser.parse_args(argv)
     if options.from_json:
