@@ -212,9 +212,9 @@ def _timm_case(
 
 
 TIMM = [
-    _timm_case("vit_small_patch16_rope_224", 64, img_size=64, quick=True,
+    _timm_case("eva02_tiny_patch14_224", 56, img_size=56, quick=True,
                why="timm rope: _apply keeps its non-persistent float32 bands float32"),
-    _timm_case("eva02_tiny_patch14_224", 56, img_size=56),
+    _timm_case("vit_small_patch16_rope_224", 64, img_size=64),
     _timm_case("vit_base_patch16_rope_reg1_gap_256", 64, img_size=64),
     _timm_case("vit_tiny_patch16_224", 64, img_size=64),
     _timm_case("deit_tiny_patch16_224", 64, img_size=64),
