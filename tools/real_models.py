@@ -675,7 +675,8 @@ def run_case(case: Case, testing: Any, clock: ProbeClock) -> dict[str, Any]:
         options["loss"] = case.loss
     if factory is not None:
         options["factory"] = factory
-    if case.init is not None:
+    # The library's init method, where this model has one (timm's convnext has none).
+    if case.init is not None and callable(getattr(module, case.init, None)):
         if "init" in accepted:
             options["init"] = case.init
         elif factory is not None:
