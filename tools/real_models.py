@@ -337,6 +337,8 @@ SMALL_GPT2 = {
     "n_layer": 2,
     "n_head": 4,
     "n_positions": 64,
+    "bos_token_id": 1,
+    "eos_token_id": 2,
 }
 SMALL_T5 = {
     "vocab_size": 99, "d_model": 32, "d_kv": 8, "d_ff": 64, "num_layers": 2, "num_heads": 4,
