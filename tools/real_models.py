@@ -443,8 +443,9 @@ def _first(output: Any) -> Any:
 
 def _block(name: str, build, inputs, factory: Any = "auto", quick: bool = False, why: str = "",
            loss=None) -> Case:  # fmt: skip
-    return Case(f"block.{name}", "block", build, inputs, loss=loss, factory=factory,
-                quick=quick, why=why)  # fmt: skip
+    init = "init_weights" if name.startswith("timm.") else None  # where the block has it
+    return Case(f"block.{name}", "block", build, inputs, loss=loss, init=init,
+                factory=factory, quick=quick, why=why)  # fmt: skip
 
 
 HF_MODELING = "transformers.models.{0}.modeling_{0}"
