@@ -443,7 +443,8 @@ def _first(output: Any) -> Any:
 
 def _block(name: str, build, inputs, factory: Any = "auto", quick: bool = False, why: str = "",
            loss=None) -> Case:  # fmt: skip
-    init = "init_weights" if name.startswith("timm.") else None  # where the block has it
+    # timm's blocks may initialise in init_weights() (run_case passes it where they do).
+    init = "init_weights" if name.startswith("timm.") else None
     return Case(f"block.{name}", "block", build, inputs, loss=loss, init=init,
                 factory=factory, quick=quick, why=why)  # fmt: skip
 
