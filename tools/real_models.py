@@ -6,22 +6,29 @@ module must pass. Run with a Python that has torch, torchvision 0.28, timm and t
 (``nox -s real_models`` makes one)::
 
     python tools/real_models.py [--src RENDER/src] [--set quick|full] [--only NAME ...]
-                                [--json REPORT.json] [--workers 2] [--timeout 300]
+                                [--json REPORT.json] [--markdown REPORT.md] [--workers 2]
+                                [--timeout 300]
 
 Without ``--src`` the template is rendered (copier, default answers) into a temporary
 folder. Each case runs in a worker process with one torch thread, under a time limit.
 The JSON report holds, per case: passed, the findings (rule, where, problem), an error of
-the harness itself (a model that could not be built), the seconds of the check, of one
-forward+backward of the model on the same inputs and their ratio, and the seconds spent
-in each of the checker's probes (timed from outside, by wrapping ``_Checker``'s methods).
-The printed summary: counts, findings by rule and by kind, median and maximum cost.
+the harness itself (a model that could not be built, a timeout), the wall and CPU seconds
+of the check and of one forward+backward of the model on the same inputs, their ratio (in
+CPU seconds, which a shared machine's load does not inflate), and the seconds and calls of
+each of the checker's probes (timed from outside, by wrapping ``_Checker``'s methods).
+The printed summary: counts, findings by rule and by kind, median and maximum cost;
+``--markdown`` writes the same grouped for people, ``--from-json`` rewrites it from a
+report without running anything.
 
-``--profile NAME`` runs one case under cProfile in this process and prints where the
-check's time goes.
+``--profile NAME ...`` prints where one check's time goes (probes, calls, deep copies)
+and what each of its operations costs alone (a forward on meta, in float16, under the
+checker's watches; a deep copy; a pickle round trip). cProfile cannot do it: the
+checker's ``_LocalNames`` replaces the profiler with ``sys.setprofile``.
 
 PyPI's torchvision for Linux is a CUDA build whose C extension cannot load beside a CPU
 torch; its pure-Python models import once ``torchvision._meta_registrations`` is stubbed,
-which this script does. Nothing is downloaded: every model is built with random weights.
+which this script does when (only when) the extension fails to load. Nothing is
+downloaded: every model is built with random weights.
 """
 
 from __future__ import annotations
