@@ -28,6 +28,7 @@ nox.options.reuse_venv = "yes"
 ROOT = Path(__file__).parent
 TORCH = os.environ.get("TORCHWRIGHT_TORCH", "torch==2.13.0")
 REQUIREMENTS = ROOT / "tests" / "requirements.txt"
+REAL_MODELS = ROOT / "tests" / "requirements-real-models.txt"  # in REQUIREMENTS too
 LINTED = [
     "hooks",
     "tests",
@@ -128,6 +129,15 @@ def pins(session: nox.Session) -> None:
         _, *command = copier_command(renders / combo, answers)  # python -m copier ...
         session.run("python", *command, silent=True)
     session.run("python", "tools/pins.py", *(str(renders / combo) for combo in COMBOS))
+
+
+@nox.session
+def real_models(session: nox.Session) -> None:
+    """The generated checker on real models and blocks (tools/real_models.py): torchvision,
+    timm, tiny transformers. `nox -s real_models -- --json report.json`; `-- --set quick`
+    is what tests/test_real_models.py runs, `-- --only NAME` one case, `-- --list` them all."""
+    session.install(TORCH, "copier", "-r", str(REAL_MODELS))
+    session.run("python", "tools/real_models.py", *session.posargs)
 
 
 @nox.session
