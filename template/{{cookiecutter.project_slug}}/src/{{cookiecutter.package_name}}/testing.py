@@ -78,6 +78,7 @@ import io
 import itertools
 import linecache
 import math
+import os
 import pickle
 import random
 import re
@@ -266,7 +267,8 @@ _OPAQUE = (
     torch.Generator,
     enum.Enum,
 )
-_TORCH_DIR = str(Path(torch.__file__).parent)
+# With the separator: torchvision's and torchaudio's folders start with torch's name too.
+_TORCH_DIR = str(Path(torch.__file__).parent) + os.sep
 _STDLIB_DIR = sysconfig.get_paths()["stdlib"]
 _SITE_DIRS = (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])
 _INSTALLED_DIRS = frozenset({"site-packages", "dist-packages"})
@@ -1995,7 +1997,7 @@ def _package_dirs(module: nn.Module) -> tuple[str, ...]:
     top = type(module).__module__.partition(".")[0]
     package = sys.modules.get(top)
     paths = list(getattr(package, "__path__", []) or [])
-    return tuple(str(Path(path)) for path in paths)
+    return tuple(str(Path(path)) + os.sep for path in paths)
 
 
 def _is_library(filename: str) -> bool:
