@@ -435,11 +435,20 @@ def _attr(path: str, *args: Any, **kwargs: Any) -> Callable[..., Any]:
 
 def _hf_block(path: str, config_name: str, **config: Any) -> Callable[[], Any]:
     def build():
+        import torch
         import transformers
 
         module_name, _, name = path.rpartition(".")
         cls = getattr(importlib.import_module(module_name), name)
-        return cls(getattr(transformers, config_name)(**config))
+        block = cls(getattr(transformers, config_name)(**config))
+        # A block built alone skips PreTrainedModel's _init_weights(): weights made with
+        # torch.empty (Mixtral's experts) would hold whatever memory held. Initialise the
+        # matrices as that method does (normal, std = initializer_range's 0.02).
+        with torch.no_grad():
+            for parameter in block.parameters():
+                if parameter.dim() >= 2:
+                    parameter.normal_(0.0, 0.02)
+        return block
 
     return build
 

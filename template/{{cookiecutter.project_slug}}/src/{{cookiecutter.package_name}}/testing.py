@@ -467,6 +467,9 @@ class _Checker:
         self.last_inputs: list[Tensor] = []  # the copies the last call() passed
         self.selected: set[str] = set()
         self.eval_varies = False  # two eval calls on the same inputs differ
+        self.eval_draws_random = False  # eval-mode calls drew from torch's generators
+        # train_calls() -> checkpoint_parity(): a seeded training step's outputs and grads.
+        self.plain_step: tuple[dict[str, Any], dict[str, Tensor | None]] | None = None
         # eval_calls() -> eval_inference(): the module, its state before, two outputs.
         self.eval_run: tuple[nn.Module, dict[str, Tensor], Any, Any] | None = None
         # The output of an eval-mode copy, seeded: non-contiguous and pickle compare to it.
@@ -624,8 +627,12 @@ class _Checker:
         before = _registry(module)
         local_names = _LocalNames()
         trainable = _trainable_values(module)
-        with local_names:
+        # Seeded as checkpoint-parity seeds its runs, so that it compares against this one.
+        with local_names, _other_random_states():
+            _seed()
+            _seed_other_random()
             output = self.call(module)
+        plain_output = _snapshot(output)
         self.training_state_changes(module, trainable)
         after_first = _registry(module)
         appeared = sorted(after_first.keys() - before.keys())
@@ -637,6 +644,8 @@ class _Checker:
         self.check_graph_leaves(module, output, local_names)
         try:
             self.check_gradients(module, output)
+            grads = {name: p.grad for name, p in module.named_parameters()}
+            self.plain_step = (plain_output, grads)  # checkpoint-parity's reference
         # The loss or the backward pass crashed: find the forward line autograd blames.
         except Exception as error:  # noqa: BLE001
             where = self.backward_line(error)
@@ -646,10 +655,12 @@ class _Checker:
 
     def eval_calls(self) -> None:
         module = self.copy_of(self.base).eval()
+        generators = _random_states()
         with torch.no_grad():
             first = self.call(module)
             before = {name: t.clone() for _, name, t in _state(module)}  # after a first call
             second = self.repeat_calls(module, _registry(module), "eval")
+        self.eval_draws_random = not all(map(torch.equal, generators, _random_states()))
         self.eval_run = (module, before, first, second)  # eval-inference compares them
 
     def repeat_calls(self, module: nn.Module, after_first: dict[str, int], mode: str) -> Any:
@@ -1096,12 +1107,20 @@ class _Checker:
     def eval_inference(self) -> None:
         if self.eval_run is None:  # eval_calls() did not run: its rules were not selected
             module = self.copy_of(self.base).eval()
+            generators = _random_states()
             with torch.no_grad():
                 first = self.call(module)
                 before = {name: t.clone() for _, name, t in _state(module)}  # after a first call
                 self.eval_run = (module, before, first, self.call(module))
+            self.eval_draws_random = not all(map(torch.equal, generators, _random_states()))
         module, before, first, second = self.eval_run
         self.eval_run = None  # their memory is not needed after this
+        if self.same(first, second) and self.eval_draws_random:
+            # Random numbers drawn in eval mode that happened to give the same outputs
+            # twice (a drop mask all ones): a third call from another seed tells.
+            with torch.no_grad():
+                _seed(12345)
+                second = self.call(module)
         if self.same(first, second):
             self.eval_state_changes(module, before)
         else:
@@ -1392,12 +1411,11 @@ class _Checker:
         if not all(bool(torch.isfinite(t).all()) for t in inputs):
             self.notes.append("finite-output: not checked, the example inputs are not finite")
             return
-        module = self.copy_of(self.base).eval()
-        with torch.no_grad():
-            output = self.call(module)
-        for index, tensor in enumerate(_flat_tensors(output)):
+        output = self.eval_reference()
+        for index, tensor in enumerate(_output_tensors(output)):
             if not tensor.is_floating_point() or bool(torch.isfinite(tensor).all()):
                 continue
+            module = self.copy_of(self.base).eval()
             nan = bool(tensor.isnan().any())
             kind = "NaN" if nan else "Inf"
             # The first torch call that made one: NaN or Inf from finite inputs.
@@ -1479,19 +1497,21 @@ class _Checker:
         return bool(torch.allclose(actual, expected, rtol=rtol, atol=atol, equal_nan=True))
 
     def checkpoint_parity(self) -> None:
-        plain = self.copy_of(self.base).train()
-        with _other_random_states():
-            _seed()
-            _seed_other_random()
-            try:
-                output = self.call(plain)
-                expected = _snapshot(output)
-                scalar = self.loss(output)
-                if scalar.requires_grad:
-                    scalar.backward()
-            except Exception:  # noqa: BLE001 - the plain run fails: other rules say why
-                return
-        grads = {name: p.grad for name, p in plain.named_parameters()}
+        if self.plain_step is None:  # train_calls() did not run, or its step failed
+            plain = self.copy_of(self.base).train()
+            with _other_random_states():
+                _seed()
+                _seed_other_random()
+                try:
+                    output = self.call(plain)
+                    self.plain_step = (_snapshot(output), {})
+                    scalar = self.loss(output)
+                    if scalar.requires_grad:
+                        scalar.backward()
+                except Exception:  # noqa: BLE001 - the plain run fails: other rules say why
+                    return
+            self.plain_step[1].update({name: p.grad for name, p in plain.named_parameters()})
+        expected, grads = self.plain_step
         finding = self.checkpointed_run(expected, grads, per_block=False)
         # Trainers checkpoint per block (torchtitan, Hugging Face), not the whole model: a
         # top-level step that is not repeatable (wav2vec2's SpecAugment draws with NumPy) is
@@ -2553,6 +2573,12 @@ def _other_random_states() -> Iterator[None]:
         random.setstate(state)
         if numpy is not None:
             numpy.random.set_state(numpy_state)
+
+
+def _random_states() -> list[Tensor]:
+    """The states of torch's default generators (CPU, and the GPUs if CUDA is in use)."""
+    states = [torch.default_generator.get_state()]
+    return states + [torch.cuda.default_generators[i].get_state() for i in _cuda_devices()]
 
 
 def _seed_other_random() -> None:
