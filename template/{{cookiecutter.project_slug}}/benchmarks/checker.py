@@ -176,7 +176,11 @@ def main() -> None:
         factory = idiom.factory if idiom.takes_factory_kwargs else None
         try:
             check_module_contract(
-                idiom.build(), *idiom.inputs(), kwargs=idiom.kwargs(), factory=factory
+                idiom.build(),
+                *idiom.inputs(),
+                kwargs=idiom.kwargs(),
+                factory=factory,
+                **idiom.options,
             )
         except ModuleContractError as error:
             print(f"  FALSE POSITIVE {idiom.name}:\n{error}")

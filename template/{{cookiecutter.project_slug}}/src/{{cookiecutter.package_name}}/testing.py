@@ -467,6 +467,9 @@ class _Checker:
         self.last_inputs: list[Tensor] = []  # the copies the last call() passed
         self.selected: set[str] = set()
         self.eval_varies = False  # two eval calls on the same inputs differ
+        # train_calls() -> registration(): the copy, and its attributes' tensors before.
+        self.trained: tuple[nn.Module, set[int]] | None = None
+        self.reference_module: nn.Module | None = None  # eval_reference()'s copy
         self.eval_draws_random = False  # eval-mode calls drew from torch's generators
         # train_calls() -> checkpoint_parity(): a seeded training step's outputs and grads.
         self.plain_step: tuple[dict[str, Any], dict[str, Tensor | None]] | None = None
@@ -627,6 +630,7 @@ class _Checker:
         before = _registry(module)
         local_names = _LocalNames()
         trainable = _trainable_values(module)
+        self.trained = (module, _attribute_tensors(module))  # for registration()
         # Seeded as checkpoint-parity seeds its runs, so that it compares against this one.
         with local_names, _other_random_states():
             _seed()
@@ -788,14 +792,13 @@ class _Checker:
     # -- plain-container, unregistered-tensor: everything reachable is registered ----------
 
     def registration(self) -> None:
-        module = self.copy_of(self.base)
-        before = {
-            id(item)
-            for path, value in _attributes(module)
-            for _, item in _walk(value, path)
-            if isinstance(item, Tensor)
-        }
-        self.call(module)  # attributes set in forward() count too
+        if self.trained is not None:  # train_calls()' copy: it ran forward() three times
+            module, before = self.trained
+            self.trained = None
+        else:
+            module = self.copy_of(self.base)
+            before = _attribute_tensors(module)
+            self.call(module)  # attributes set in forward() count too
         self.report_registration(module, before)
 
     def report_registration(self, module: nn.Module, before: set[int]) -> None:
@@ -954,7 +957,7 @@ class _Checker:
         if "fixed-dtype" in self.selected:
             for mode in ("training", "eval"):
                 self.dtype_run(module, dtype, mode)
-            self.float16_constants()
+            self.float16_constants(module)
 
     def dtype_run(self, module: nn.Module, dtype: torch.dtype, mode: str) -> None:
         """Run a ``dtype`` copy; report where each tensor of another dtype that reaches the
@@ -1007,8 +1010,9 @@ class _Checker:
         elif not self.rules_found() & _STRUCTURAL:
             self.add("fixed-dtype", _where(error), f"{name} forward() raised {_describe(error)}")
 
-    def float16_constants(self) -> None:
-        module = self.copy_of(self.base).to(torch.float16).eval()
+    def float16_constants(self, module: nn.Module) -> None:
+        """Run ``module`` (the bfloat16 copy) converted to float16, on one sample."""
+        module = module.to(torch.float16).eval()
         inputs = self.converted(lambda t: t.half() if t.is_floating_point() else t)
         try:
             with torch.no_grad():
@@ -1215,15 +1219,16 @@ class _Checker:
     def eval_reference(self) -> Any:
         """The seeded output of a fresh eval-mode copy: one run for every probe that needs it."""
         if self.reference is None:
-            module = self.copy_of(self.base).eval()
+            self.reference_module = self.copy_of(self.base).eval()
             with torch.no_grad():
                 _seed()
-                self.reference = self.call(module)
+                self.reference = self.call(self.reference_module)
         return self.reference
 
     def non_contiguous(self) -> None:
         expected = self.eval_reference()
-        module = self.copy_of(self.base).eval()
+        module = self.reference_module  # it ran once, in eval mode: the same state
+        assert module is not None
         # Not through self.call(): clone() would make the inputs contiguous again.
         args, kwargs = self.converted(_non_contiguous)
         with torch.no_grad():
@@ -1840,6 +1845,16 @@ def _one_sample(inputs: tuple[tuple[Any, ...], dict[str, Any]]) -> Any:
     if len(sizes) != 1 or sizes.pop() < 2:
         return inputs
     return _map_tensors(lambda t: t[:1], inputs)
+
+
+def _attribute_tensors(module: nn.Module) -> set[int]:
+    """Identities of the tensors reachable from the module tree's plain attributes."""
+    return {
+        id(item)
+        for path, value in _attributes(module)
+        for _, item in _walk(value, path)
+        if isinstance(item, Tensor)
+    }
 
 
 def _state(module: nn.Module) -> Iterator[tuple[str, str, Tensor]]:
