@@ -330,7 +330,7 @@ class FeatureEncoder(nn.Module):
 
 
 class SparseGraphLayer(nn.Module):
-    """A fixed adjacency matrix kept as a sparse COO buffer (graph networks)."""
+    """A fixed adjacency matrix kept as a sparse buffer, coordinate format (graph networks)."""
 
     adjacency: Tensor
 

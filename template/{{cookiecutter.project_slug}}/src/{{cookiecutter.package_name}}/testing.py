@@ -272,6 +272,8 @@ _TORCH_DIR = str(Path(torch.__file__).parent) + os.sep
 _STDLIB_DIR = sysconfig.get_paths()["stdlib"]
 _SITE_DIRS = (sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"])
 _INSTALLED_DIRS = frozenset({"site-packages", "dist-packages"})
+# What inspect and ast raise for a function whose source cannot be read.
+_NO_SOURCE = (OSError, TypeError, SyntaxError)
 # What torch.testing.assert_close raises for values apart, or for values it cannot compare.
 _NOT_CLOSE = (AssertionError, TypeError, ValueError)
 # Files in site-packages that count as the user's: the package of the module under test.
@@ -664,7 +666,7 @@ class _Checker:
             first = self.call(module)
             before = {name: t.clone() for _, name, t in _state(module)}  # after a first call
             second = self.repeat_calls(module, _registry(module), "eval")
-        self.eval_draws_random = not all(map(torch.equal, generators, _random_states()))
+        self.eval_draws_random = _random_states_moved(generators)
         self.eval_run = (module, before, first, second)  # eval-inference compares them
 
     def repeat_calls(self, module: nn.Module, after_first: dict[str, int], mode: str) -> Any:
@@ -1116,7 +1118,7 @@ class _Checker:
                 first = self.call(module)
                 before = {name: t.clone() for _, name, t in _state(module)}  # after a first call
                 self.eval_run = (module, before, first, self.call(module))
-            self.eval_draws_random = not all(map(torch.equal, generators, _random_states()))
+            self.eval_draws_random = _random_states_moved(generators)
         module, before, first, second = self.eval_run
         self.eval_run = None  # their memory is not needed after this
         if self.same(first, second) and self.eval_draws_random:
@@ -1603,7 +1605,9 @@ class _Checker:
                 output = module(*args, **kwargs)
             self.loss(output).backward()  # the recomputation runs here
         for (where, values), (_, other) in zip(first.calls, again.calls, strict=False):
-            if len(values) != len(other) or not all(map(_equal, values, other)):
+            if len(values) != len(other) or not all(
+                _equal(a, b) for a, b in zip(values, other, strict=True)
+            ):
                 return where
         return ""
 
@@ -2020,7 +2024,7 @@ def _inert(module: nn.Module) -> bool:
     for submodule in module.modules():
         try:
             source = inspect.getsource(type(submodule).forward)
-        except (OSError, TypeError):  # no source to read: assume it does
+        except _NO_SOURCE:  # no source to read: assume it does
             return False
         if "training" in source:
             return False
@@ -2408,7 +2412,7 @@ def _backward_return(function: type[torch.autograd.Function]) -> str:
         lines, first = inspect.getsourcelines(backward)
         filename = inspect.getsourcefile(backward) or "?"
         tree = ast.parse(textwrap.dedent("".join(lines)))
-    except (OSError, TypeError, SyntaxError):
+    except _NO_SOURCE:
         return getattr(backward, "__qualname__", repr(backward))
     returns = [node for node in ast.walk(tree) if isinstance(node, ast.Return)]
     with_none = [
@@ -2594,6 +2598,14 @@ def _random_states() -> list[Tensor]:
     """The states of torch's default generators (CPU, and the GPUs if CUDA is in use)."""
     states = [torch.default_generator.get_state()]
     return states + [torch.cuda.default_generators[i].get_state() for i in _cuda_devices()]
+
+
+def _random_states_moved(before: list[Tensor]) -> bool:
+    """Whether torch's generators drew numbers since their states were ``before``."""
+    after = _random_states()
+    return len(after) != len(before) or not all(
+        torch.equal(a, b) for a, b in zip(before, after, strict=True)
+    )
 
 
 def _seed_other_random() -> None:
