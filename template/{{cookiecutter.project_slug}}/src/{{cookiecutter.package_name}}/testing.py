@@ -32,10 +32,11 @@ How the rules that cannot be seen by looking at the module are found:
   run its tensors say they are on ``cuda:1``, a GPU that is not the current one, so that
   ``device=x.device`` passes and ``x.device.type``, ``"cuda"`` or ``.cuda()`` does not.
   ``torch.autocast`` entered with another device type than the inputs', and a
-  ``torch.Generator`` on another device than the tensors it draws for, are reported. If the meta run stops early (an op that needs values, such as
-  ``if torch.isnan(x).any()``), the report says on which line, and the rest is checked
-  on the real device by looking at the arguments of each torch call (a string device,
-  ``.cuda()``, a factory such as ``torch.arange(n)`` without ``device=``).
+  ``torch.Generator`` on another device than the tensors it draws for, are reported. If
+  the meta run stops early (an op that needs values, such as ``if torch.isnan(x).any()``),
+  the report says on which line, and the rest is checked on the real device by looking
+  at the arguments of each torch call (a string device, ``.cuda()``, a factory such as
+  ``torch.arange(n)`` without ``device=``).
 * fixed dtype: a copy converted to bfloat16, the precision models train in, runs
   (training and eval mode); a float tensor of another dtype that reaches an output or the
   state is reported at the line that made it. A float32 step cast back (RMSNorm,
@@ -46,7 +47,8 @@ How the rules that cannot be seen by looking at the module are found:
   is noted, not reported.
 * unused parameter: a parameter that gets no gradient but was computed with is followed
   through forward() to the call that cut its gradient (``.detach()``, an op under
-  ``no_grad``, ``argmax()``, a NumPy round trip), and that line is reported.
+  ``no_grad``, ``argmax()``, a NumPy round trip; a custom ``autograd.Function``'s
+  ``backward()`` returning None), and that line is reported.
 * outputs are compared by the tensors they hold, looking into tuples, dicts, dataclasses,
   model outputs and other objects (a key-value cache); what holds no tensor is noted.
 * state: a training-mode call must change no trainable parameter in place and leave no
@@ -57,7 +59,9 @@ How the rules that cannot be seen by looking at the module are found:
 * batch independence, checkpoint parity: the last sample alone, in eval mode, against its
   row of the batch (when every input shares a first dimension of at least 2); a
   training-mode forward and backward under ``torch.utils.checkpoint`` (non-reentrant)
-  against a plain one, from the same random state (torch's, Python's, NumPy's).
+  against a plain one, from the same random state (torch's, Python's, NumPy's); if the
+  whole forward() is not repeatable, per block of its ``ModuleList``s, as trainers
+  checkpoint.
 * all of these watch the torch calls made by your code (``torch.overrides.TorchFunctionMode``)
   to report the line that made the offending tensor; a line inside an installed library
   is reported as the line of your code that called it.
