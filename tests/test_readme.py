@@ -15,6 +15,7 @@ GitLab's) and its lock is checked for every Python the project admits.
 
 from __future__ import annotations
 
+import http.client
 import os
 import re
 import shutil
@@ -24,6 +25,8 @@ import subprocess
 import sys
 import time
 import tomllib
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -176,6 +179,18 @@ def port_answers(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
+def page_answers(port: int) -> bool:
+    """Whether an HTTP request to the port gets a response, of any status: what a user
+    sees on opening the page, before pressing Ctrl-C."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5):
+            return True
+    except (urllib.error.HTTPError, http.client.HTTPException):  # an answer, of a kind
+        return True
+    except OSError:  # refused, reset or timed out: not serving yet
+        return False
+
+
 def run_server(
     block: Block, followers: list[Block], project: Path, env: dict[str, str], log: Path
 ) -> str:
@@ -191,7 +206,7 @@ def run_server(
         )  # fmt: skip
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while not port_answers(block.port):
+        while not (port_answers(block.port) and page_answers(block.port)):
             assert process.poll() is None, (
                 f"{block.describe()} exited {process.returncode} before port "
                 f"{block.port} answered:\n{log.read_text()[-6000:]}"
