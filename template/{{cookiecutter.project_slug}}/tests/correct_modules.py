@@ -368,6 +368,7 @@ class PatchEmbedding(nn.Module):
         super().__init__()
         self.position = nn.Parameter(torch.empty(5, 4, device=device, dtype=dtype))
         self.projection = nn.Linear(4, 4, device=device, dtype=dtype)
+        self.init_weights()
 
     def init_weights(self) -> None:
         nn.init.trunc_normal_(self.position, std=0.02)
