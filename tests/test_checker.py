@@ -220,9 +220,6 @@ def test_nothing_in_the_package_imports_the_checker(rendered) -> None:
     assert not importers, f"{importers} import the test-only checker"
 
 
-# On the README run's worker, before it: run beside it, the README's TensorBoard ignored
-# Ctrl-C in three CI runs (the cause is not found).
-@pytest.mark.xdist_group("readme")
 def test_no_false_positive_and_no_miss_on_the_held_out_modules(
     rendered, tmp_path: Path
 ) -> None:

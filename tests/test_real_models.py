@@ -16,9 +16,6 @@ from pathlib import Path
 import pytest
 import real_models
 
-# On the README run's worker, as the held-out test (tests/test_checker.py) is.
-pytestmark = pytest.mark.xdist_group("readme")
-
 
 @pytest.fixture(scope="module")
 def report(rendered, tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
