@@ -1393,13 +1393,7 @@ class _Checker:
         """copy.deepcopy(module) failed: the rules that need neither a copy nor a forward
         pass, checked on the module itself, which is left unchanged."""
         module = self.module
-        tensors = {
-            id(item)
-            for path, value in _attributes(module)
-            for _, item in _walk(value, path)
-            if isinstance(item, Tensor)
-        }
-        self.report_registration(module, tensors)
+        self.report_registration(module, _attribute_tensors(module))
         if "pickle" in self.selected:
             try:
                 pickle.dumps(module)
