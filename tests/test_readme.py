@@ -375,7 +375,8 @@ def test_every_readme_block_runs_as_written(readme_run: ReadmeRun) -> None:
     for block in readme_run.skipped:
         say(f"  {block.describe()}: {block.argument}")
     assert counts.get("run", 0) >= 8 and counts.get("server", 0) >= 3, counts
-    assert counts.get("file", 0) >= 1, counts  # the settings file of the Training section
+    # The settings file of the Training section, saved as a reader would.
+    assert counts.get("file", 0) >= 1, counts
     assert counts.get("alternative", 0) >= 1, counts
 
 
