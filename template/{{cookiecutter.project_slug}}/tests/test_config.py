@@ -125,6 +125,13 @@ def test_a_missing_file_is_refused_in_one_line(tmp_path: Path) -> None:
     assert refusal(tmp_path / "run.toml").startswith("cannot read it (No such file")
 
 
+def test_a_file_that_is_not_toml_by_name_is_refused_in_one_line(tmp_path: Path) -> None:
+    """The config.json of a run folder from before the settings were TOML, say."""
+    old = tmp_path / "config.json"
+    old.write_text('{"flags": {"steps": 3}}', encoding="utf-8")
+    assert refusal(old).startswith("a settings file is TOML, named *.toml")
+
+
 @pytest.mark.parametrize("value", ["-1e-3", "0", "nan", "inf", "-inf", "fast"])
 def test_a_bad_learning_rate_flag_is_a_usage_error_naming_it(
     value: str, capsys: pytest.CaptureFixture[str]

@@ -98,11 +98,13 @@ class ComputeSection(Section):
     device: Literal["auto", "cpu", "cuda", "mps"] = Field(
         default="auto", description="auto: CUDA, then MPS, then CPU"
     )
-    strategy: Literal[{% if cookiecutter.scale_out %}"ddp", "fsdp"{% else %}"ddp"{% endif %}] = Field(
+{% if cookiecutter.scale_out %}
+    strategy: Literal["ddp", "fsdp"] = Field(
         default="ddp",
-        description="how the processes share the work under torchrun: ddp (a replica per "
-        "rank){% if cookiecutter.scale_out %} or fsdp (sharded; sharded checkpoints){% endif %}; train.STRATEGIES",
+        description="under torchrun: ddp (a replica per rank) or fsdp (sharded; sharded "
+        "checkpoints)",
     )
+{% endif %}
     dist_timeout: Positive = Field(
         default=600,
         description="seconds the processes may take to meet, and a collective may wait for "
@@ -258,6 +260,11 @@ def read_toml(path: Path) -> TrainConfig:
     Raises:
         ConfigError: naming the file and the key, in one line.
     """
+    if path.suffix != ".toml":
+        raise ConfigError(
+            f"--config {path}: a settings file is TOML, named *.toml (a run folder's "
+            "config.toml replays that run)"
+        )
     try:
         table = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as error:

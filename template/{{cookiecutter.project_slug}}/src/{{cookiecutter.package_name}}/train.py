@@ -111,7 +111,7 @@ def pick_device(name: str, world: World) -> torch.device:
 
 def pick_strategy(config: TrainConfig, world: World, device: torch.device) -> DDP:
     """The strategy of this run: {% if cookiecutter.scale_out %}--strategy's{% else %}DDP, the only one{% endif %} (see :data:`STRATEGIES`)."""
-    return STRATEGIES[config.compute.strategy](world, device)
+    return STRATEGIES[getattr(config.compute, "strategy", "ddp")](world, device)
 
 
 class GracefulStop:
@@ -714,14 +714,9 @@ def train(
                 group["lr"] = lr
             micro_batches = [next(stream) for _ in range(config.grad_accum)]
             loss, grad_norm = train_step(
-                run.trained,
-                run.optimizer,
-                micro_batches,
-                device=run.device,
-                amp=run.autocast,
-                grad_clip=config.optimizer.grad_clip,
-                strategy=run.strategy,
-            )
+                run.trained, run.optimizer, micro_batches, device=run.device, amp=run.autocast,
+                grad_clip=config.optimizer.grad_clip, strategy=run.strategy,
+            )  # fmt: skip
             monitor.add(loss, grad_norm)
             run.step += 1
 
