@@ -139,8 +139,8 @@ class TrainConfig(Section):
     seed: Seed = Field(default=0, description="initial weights, batch order, dropout streams")
     data: Path | None = Field(
         default=None,
-        description="a .npz or .pt file of inputs and labels, see data.py "
-        "(default: synthetic data)",
+        description="a .npz or .pt file of inputs and labels, see data.py, or a folder of "
+        "shard-*.npz or shard-*.pt files, streamed, see shards.py (default: synthetic data)",
     )
     num_workers: Natural = Field(default=0, description="DataLoader worker processes")
     model: ModelSection = ModelSection()

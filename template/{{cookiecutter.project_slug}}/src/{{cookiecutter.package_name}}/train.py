@@ -2,6 +2,7 @@
 
     python -m {{ cookiecutter.package_name }}.train                        # best device, synthetic data
     python -m {{ cookiecutter.package_name }}.train --data data.npz        # your data (see data.py)
+    python -m {{ cookiecutter.package_name }}.train --data data/shards     # a folder of shards (shards.py)
     python -m {{ cookiecutter.package_name }}.train --config run.toml      # settings from a file (config.py)
     python -m {{ cookiecutter.package_name }}.train --steps 2000 --resume  # go on to step 2000
     python -m {{ cookiecutter.package_name }}.train --config checkpoints/config.toml --checkpoint-dir again
@@ -44,7 +45,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from . import checkpoint, distributed, optim
+from . import checkpoint, distributed, optim, shards
 from .checkpoint import CheckpointError
 from .config import ConfigError, TrainConfig, parse_args, to_toml
 from .data import DataError, Splits, load_data
@@ -56,6 +57,7 @@ from .fsdp import FSDP
 from .install_hint import install_command
 from .model import Model, ModelConfig
 from .optim import Schedule
+from .shards import ShardFolder
 
 Batch = tuple[Tensor, Tensor]
 # What GracefulStop turns into a stop: Ctrl-C, and what docker, Kubernetes and schedulers send.
@@ -138,12 +140,28 @@ class Interrupted(Exception):
 # --- data -----------------------------------------------------------------------------
 
 
+def load(path: Path | None) -> Splits | ShardFolder:
+    """The data of ``--data``: the synthetic default, a file (data.py), or a folder of
+    shards (shards.py: only their headers and a shard are read here)."""
+    if path is not None and path.is_dir():
+        return shards.scan(path)
+    return load_data(path)
+
+
 def build_loaders(
-    config: TrainConfig, data: Splits, world: World, device: torch.device
-) -> tuple[DataLoader[Batch], DistributedSampler[int], DataLoader[Batch]]:
+    config: TrainConfig, data: Splits | ShardFolder, world: World, device: torch.device
+) -> tuple[DataLoader[Batch], DistributedSampler[int] | None, DataLoader[Batch]]:
     """The training loader (each rank its share of a seeded shuffle; the whole of it in a
     world of one) and the validation loader. Pinned memory lets the copies to a GPU run
-    asynchronously; workers, if any, live as long as the run."""
+    asynchronously; workers, if any, live as long as the run. A folder of shards has no
+    sampler: its loader is a stream that keeps its own position (shards.py)."""
+    if isinstance(data, ShardFolder):
+        loader = shards.train_loader(
+            data, batch_size=config.batch_size, num_workers=config.num_workers,
+            seed=config.seed, rank=world.rank, world_size=world.world_size,
+            pin_memory=device.type == "cuda",
+        )  # fmt: skip
+        return loader, None, shards.validation_loader(data)
     if len(data.train) < world.world_size:
         raise TrainingError(
             f"{len(data.train)} training samples cannot be split across {world.world_size} "
@@ -170,13 +188,17 @@ def build_loaders(
 
 
 def batches(
-    loader: DataLoader[Batch], sampler: DistributedSampler[int], start: int
+    loader: DataLoader[Batch], sampler: DistributedSampler[int] | None, start: int
 ) -> Iterator[Batch]:
     """Micro-batches without end, epoch after epoch, from micro-batch number ``start``.
 
     An epoch's order depends only on the seed and the epoch number (``set_epoch``), so a
-    resumed run sees exactly the batches that an uninterrupted run sees.
+    resumed run sees exactly the batches that an uninterrupted run sees. A stream of
+    shards (no sampler) never ends, and starts where its loaded state says.
     """
+    if sampler is None:
+        yield from shards.batches(loader)
+        return
     epoch, skip = divmod(start, len(loader))
     while True:
         sampler.set_epoch(epoch)  # a new shuffle each epoch, the same one on every rank
@@ -188,7 +210,7 @@ def batches(
 # --- model and optimizer --------------------------------------------------------------
 
 
-def model_config(config: TrainConfig, data: Splits) -> ModelConfig:
+def model_config(config: TrainConfig, data: Splits | ShardFolder) -> ModelConfig:
     """The model's hyperparameters: input width and class count from the data, the rest
     from the settings' ``model`` table."""
     fields = dict(config.model)
@@ -198,14 +220,16 @@ def model_config(config: TrainConfig, data: Splits) -> ModelConfig:
         raise TrainingError(str(error)) from None
 
 
-def build_model(config: ModelConfig, data: Splits, seed: int, strategy: DDP, amp: bool) -> Model:
+def build_model(
+    config: ModelConfig, data: Splits | ShardFolder, seed: int, strategy: DDP, amp: bool
+) -> Model:
     """The model, from the seed (the same weights on every rank), on the device as the
-    strategy places it. The input statistics are buffers: state that is saved, not
-    trained, and every rank holds them whole."""
+    strategy places it. The input statistics (of the training inputs; of a folder's first
+    shard) are buffers: state that is saved, not trained, and every rank holds them whole."""
     model = strategy.build_model(config, seed, amp)
     with torch.no_grad():
-        model.input_mean.copy_(data.train.inputs.mean(dim=0))
-        model.input_std.copy_(data.train.inputs.std(dim=0).clamp_min(1e-6))
+        model.input_mean.copy_(data.input_mean)
+        model.input_std.copy_(data.input_std.clamp_min(1e-6))
     return model
 
 
@@ -323,9 +347,9 @@ class Run:
     strategy: DDP
     autocast: bool  # bf16 autocast on (--amp, where the strategy autocasts itself: off)
     start: checkpoint.Start
-    data: Splits
+    data: Splits | ShardFolder
     loader: DataLoader[Batch]
-    sampler: DistributedSampler[int]
+    sampler: DistributedSampler[int] | None  # None: a stream of shards
     val_loader: DataLoader[Batch]
     model: Model  # the parameters' owner: evaluation and checkpoints use it
     trained: nn.Module  # the model as the strategy wraps it (DDP, compile): steps use it
@@ -358,7 +382,7 @@ def set_up(config: TrainConfig, schedule: Schedule, resume: bool, lock: checkpoi
             log(line)
 
     # Data, and the model it decides the shape of.
-    data = load_data(config.data)
+    data = load(config.data)
     loader, sampler, val_loader = build_loaders(config, data, world, device)
     shape = model_config(config, data)
     model = build_model(shape, data, config.seed, strategy, config.compute.amp)
@@ -385,6 +409,9 @@ def restore(run: Run, path: Path) -> None:
     run.best_val_loss = state.get("best_val_loss", math.inf)
     position = run.step * run.config.grad_accum
     run.micro_batches = state.get("data", {}).get("micro_batches", position)
+    shards.check_resume(path, state.get("data", {}), data_layout(run))  # the same shards...
+    if isinstance(run.loader, shards.Resumable):  # where this rank's stream of shards stopped
+        run.loader.load_state_dict(state["data"]["loader"][f"rank-{run.world.rank}"])
     if not run.world.is_main:
         return
     log(f"resumed from {path} at step {run.step}")
@@ -416,14 +443,26 @@ def claim_run_folder(run: Run, lock: checkpoint.RunLock, resume: bool) -> None:
 # --- checkpoints and the run's record -------------------------------------------------
 
 
-def rng_states(world: World) -> list[dict[str, Any]]:
-    """Every rank's random number generator states, by rank (a collective under DDP)."""
-    state = checkpoint.rng_state()
+def every_rank(world: World, state: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each rank's ``state``, by rank (a collective under DDP)."""
     if not world.distributed:
         return [state]
     states: list[Any] = [None] * world.world_size
     dist.all_gather_object(states, state)
     return states
+
+
+def rng_states(world: World) -> list[dict[str, Any]]:
+    """Every rank's random number generator states, by rank (a collective under DDP)."""
+    return every_rank(world, checkpoint.rng_state())
+
+
+def data_layout(run: Run) -> dict[str, Any] | None:
+    """For a stream of shards, what its saved positions mean (see shards.layout)."""
+    if not isinstance(run.data, ShardFolder):
+        return None
+    config = run.config
+    return shards.layout(run.data, config.batch_size, config.num_workers, run.world.world_size)
 
 
 def loop_state(run: Run) -> dict[str, Any]:
@@ -435,13 +474,24 @@ def loop_state(run: Run) -> dict[str, Any]:
         "schedule": run.schedule.state_dict(),
         "data": {
             "source": run.data.source,
-            "train_samples": len(run.data.train),
+            "train_samples": run.data.train_samples,
             "micro_batches": run.step * run.config.grad_accum,  # the position in the stream
             "batch_size": run.config.batch_size,
+            **data_stream(run),
         },
         "world_size": run.world.world_size,
         "rng": rng_states(run.world),
     }
+
+
+def data_stream(run: Run) -> dict[str, Any]:
+    """A stream of shards' layout and every rank's position in it, by ``rank-N`` (a dict:
+    a sharded checkpoint stores nested dicts, not lists of them). A collective under DDP."""
+    layout = data_layout(run)
+    if layout is None or not isinstance(run.loader, shards.Resumable):
+        return {}
+    states = every_rank(run.world, run.loader.state_dict())
+    return {**layout, "loader": {f"rank-{rank}": state for rank, state in enumerate(states)}}
 
 
 def save(run: Run, *, best: bool, evaluated: bool) -> None:
@@ -485,7 +535,11 @@ def record_run(run: Run) -> None:
     record = {
         "config": run.config.model_dump(mode="json"),
         "model": dataclasses.asdict(run.model.config),
-        "data": {"source": run.data.source, "train": len(run.data.train), "val": len(run.data.val)},
+        "data": {
+            "source": run.data.source,
+            "train": run.data.train_samples,
+            "val": run.data.val_samples,
+        },
         "world_size": run.world.world_size,
         "started_at_step": run.step,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
