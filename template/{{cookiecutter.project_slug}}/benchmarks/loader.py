@@ -124,7 +124,7 @@ def main() -> None:
                     first, rest = timed(stream, args.batches)
                     position = loader.state_dict()
                     layout = shards.layout(shards.scan(folder), args.batch_size, workers, 1)
-                    whole = size({**layout, "loader": [position]})
+                    whole = size({**layout, "loader": {"rank-0": position}})
                     state = f"{size(position)} B ({whole} B)"
                 del stream
                 rates[name] = args.batches * args.batch_size / rest
