@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from . import checkpoint, distributed, optim
+from . import checkpoint, distributed, optim, throughput
 from .checkpoint import CheckpointError
 from .data import DataError, Splits, load_data
 from .distributed import DDP, DistributedError, World
@@ -210,6 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--profile", action=boolean, default=False, help="trace steps 2-4")
     run.add_argument("--amp", action=boolean, default=False, help="bf16 autocast (CUDA, CPU)")
     run.add_argument("--compile", action=boolean, default=False, help="torch.compile the model")
+    run.add_argument(
+        "--activation-checkpointing",
+        action=boolean,
+        default=False,
+        help="recompute each layer's activations in backward: less memory, more compute",
+    )
     model = parser.add_argument_group("model (ModelConfig; the data sets the other fields)")
     for field in dataclasses.fields(ModelConfig):
         if field.name not in DATA_FIELDS:
@@ -730,6 +736,7 @@ def train(
     loader, sampler, val_loader = build_loaders(args, data, world, device)
     config = model_config(args, data)
     model = build_model(config, data, args.seed, strategy, args.amp)
+    model.activation_checkpointing = args.activation_checkpointing
     # Dropout and augmentation: each rank its own stream (nanoGPT's seed offset).
     torch.manual_seed(args.seed + world.rank)
     trained = strategy.wrap(model, args.compile)  # shares the model's parameters
@@ -775,6 +782,10 @@ def train(
     grad_norms: list[Tensor] = []
     saved_step: int | None = step if step else None
     last_step, last_time = step, time.perf_counter()
+    samples_per_step = args.batch_size * args.grad_accum * world.world_size
+    meter = throughput.Throughput.of_run(
+        device, config, samples_per_step, world.world_size, bf16=args.amp
+    )
     results: dict[str, float] = {}
     try:
         while step < args.steps:
@@ -828,6 +839,7 @@ def train(
                 "grad_norm": sum(v[1] for v in values) / len(values),
                 "lr": lr,
                 "steps_per_s": (step - last_step) / (now - last_time),
+                **meter.record(step - last_step, now - last_time),
             }
             losses.clear()
             grad_norms.clear()
