@@ -148,6 +148,13 @@ def bench_checker(session: nox.Session) -> None:
     """check_module_contract's time per torch.nn built-in; fails on a false positive."""
     sync(session)
     session.run("python", "benchmarks/checker.py", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def bench_checkpointing(session: nox.Session) -> None:
+    """Memory that activation checkpointing saves, and its cost in step time."""
+    sync(session)
+    session.run("python", "benchmarks/activation_checkpointing.py", *session.posargs)
 {% if cookiecutter.scale_out %}
 
 

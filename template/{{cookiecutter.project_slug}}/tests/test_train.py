@@ -27,6 +27,7 @@ import torch
 import {{ cookiecutter.package_name }}
 from {{ cookiecutter.package_name }} import config, train
 from {{ cookiecutter.package_name }}.model import Model
+from {{ cookiecutter.package_name }}.throughput import peak_flops
 
 # Batches of 256 make 16 steps an epoch (4096 samples): 20 steps cross an epoch boundary.
 # TensorBoard has tests of its own (test_tensorboard.py); elsewhere it is off.
@@ -86,6 +87,19 @@ def test_short_run_learns_and_saves_checkpoint_and_metrics(tmp_path: Path) -> No
     assert [r["step"] for r in evaluations] == [10, 20, 30]
     assert losses[-1]["loss"] < losses[0]["loss"]
     assert evaluations[-1]["val_accuracy"] > 0.6  # 4 classes: chance is 0.25
+    # Throughput and memory in every record; MFU only on a CUDA GPU of known peak.
+    assert all(r["samples_per_s"] > 0 for r in losses)
+    if sys.platform != "win32":  # no getrusage there
+        assert all(r["peak_memory_mib"] > 0 for r in losses)
+    assert not any("mfu" in r for r in losses)
+
+
+def test_activation_checkpointing_trains_to_the_same_weights(tmp_path: Path) -> None:
+    plain, checkpointed = tmp_path / "plain", tmp_path / "checkpointed"
+    train.main(["--steps", "6", "--checkpoint-dir", str(plain), *FAST])
+    argv = ["--steps", "6", "--activation-checkpointing", "--checkpoint-dir", str(checkpointed)]
+    train.main([*argv, *FAST])
+    assert_same_weights(saved(checkpointed), saved(plain))
 
 
 def test_resume_is_bit_identical_to_an_uninterrupted_run(
@@ -370,6 +384,7 @@ def test_torchrun_two_cpu_processes(tmp_path: Path) -> None:
         [
             *(sys.executable, "-m", "torch.distributed.run", "--standalone"),
             *("--nproc-per-node", "2", "-m", MODULE, "--steps", "20"),
+            "--activation-checkpointing",  # composes with DDP's hooks
             *(*FAST, "--checkpoint-dir", str(tmp_path)),
         ],
         env=ENV,
@@ -399,6 +414,11 @@ def test_cuda_amp_run_and_resume(tmp_path: Path) -> None:
     assert state["step"] == 20
     assert all(torch.isfinite(value).all() for value in state["model"].values())
     assert [r["step"] for r in records(tmp_path) if "val_loss" in r] == [10, 20]
+    logged = [r for r in records(tmp_path) if "loss" in r]
+    assert all(r["peak_memory_mib"] > 0 for r in logged)  # CUDA's allocator
+    known_gpu = peak_flops(torch.cuda.get_device_name(), bf16=True) is not None
+    assert all(("mfu" in r) == known_gpu for r in logged)
+    assert all(0 < r["mfu"] < 1 for r in logged if "mfu" in r)
 
 
 # --- a run is never overwritten ---------------------------------------------------------

@@ -112,6 +112,10 @@ class ComputeSection(Section):
     )
     amp: bool = Field(default=False, description="bf16 autocast (CUDA, CPU)")
     compile: bool = Field(default=False, description="torch.compile the model")
+    activation_checkpointing: bool = Field(
+        default=False,
+        description="recompute each layer's activations in backward: less memory, more compute",
+    )
 
 
 class RunSection(Section):

@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from . import checkpoint, distributed, optim, shards
+from . import checkpoint, distributed, optim, shards, throughput
 from .checkpoint import CheckpointError
 from .config import ConfigError, TrainConfig, parse_args, to_toml
 from .data import DataError, Splits, load_data
@@ -386,6 +386,7 @@ def set_up(config: TrainConfig, schedule: Schedule, resume: bool, lock: checkpoi
     loader, sampler, val_loader = build_loaders(config, data, world, device)
     shape = model_config(config, data)
     model = build_model(shape, data, config.seed, strategy, config.compute.amp)
+    model.activation_checkpointing = config.compute.activation_checkpointing
     # Dropout and augmentation: each rank its own stream (nanoGPT's seed offset).
     torch.manual_seed(config.seed + world.rank)
     trained = strategy.wrap(model, config.compute.compile)  # shares the model's parameters
@@ -666,6 +667,12 @@ class Monitor:
         self.losses: list[Tensor] = []
         self.grad_norms: list[Tensor] = []
         self.last_step, self.last_time = run.step, time.perf_counter()
+        config, world = run.config, run.world
+        samples_per_step = config.batch_size * config.grad_accum * world.world_size
+        self.throughput = throughput.Throughput.of_run(
+            run.device, run.model.config, samples_per_step, world.world_size,
+            bf16=config.compute.amp,
+        )  # fmt: skip
 
     def __enter__(self) -> Self:
         if self.records is not None:
@@ -712,6 +719,7 @@ class Monitor:
             "grad_norm": sum(v[1] for v in values) / len(values),
             "lr": lr,
             "steps_per_s": (step - self.last_step) / (now - self.last_time),
+            **self.throughput.record(step - self.last_step, now - self.last_time),
         })  # fmt: skip
         self.losses.clear()
         self.grad_norms.clear()
