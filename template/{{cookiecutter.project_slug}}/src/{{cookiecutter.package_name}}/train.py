@@ -487,7 +487,7 @@ def loop_state(run: Run) -> dict[str, Any]:
 
 def data_stream(run: Run) -> dict[str, Any]:
     """A stream of shards' layout and every rank's position in it, by ``rank-N`` (a dict:
-    a sharded checkpoint stores nested dicts, not lists of them). A collective under DDP."""
+    every strategy's checkpoints keep nested dicts, not lists of them). A collective under DDP."""
     layout = data_layout(run)
     if layout is None or not isinstance(run.loader, shards.Resumable):
         return {}
