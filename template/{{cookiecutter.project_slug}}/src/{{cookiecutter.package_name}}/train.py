@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from . import checkpoint, distributed, optim
+from . import checkpoint, distributed, optim{% if cookiecutter.mlflow %}, tracking{% endif +%}
 from .checkpoint import CheckpointError
 from .data import DataError, Splits, load_data
 from .distributed import DDP, DistributedError, World
@@ -208,6 +208,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--tensorboard", action=boolean, help="event files in tensorboard/ (default: if installed)"
     )
     run.add_argument("--profile", action=boolean, default=False, help="trace steps 2-4")
+{% if cookiecutter.mlflow %}
+    run.add_argument(
+        "--mlflow-uri",
+        help="MLflow tracking server, e.g. http://127.0.0.1:5000 (default: $MLFLOW_TRACKING_URI; "
+        "a --resume: the run's own, in mlflow.json; none: MLflow off)",
+    )
+    run.add_argument(
+        "--mlflow-experiment",
+        help="MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else {{ cookiecutter.project_slug }})",
+    )
+{% endif %}
     run.add_argument("--amp", action=boolean, default=False, help="bf16 autocast (CUDA, CPU)")
     run.add_argument("--compile", action=boolean, default=False, help="torch.compile the model")
     model = parser.add_argument_group("model (ModelConfig; the data sets the other fields)")
@@ -617,6 +628,9 @@ class RunLog:
         self.metrics = directory / "metrics.jsonl"
         self.bar = bar
         self.writer: Any = None
+{% if cookiecutter.mlflow %}
+        self.tracker: tracking.Tracker | None = None  # MLflow, once the run is recorded
+{% endif %}
         if tensorboard is False:
             return
         try:
@@ -637,6 +651,10 @@ class RunLog:
     def write(self, record: dict[str, Any]) -> None:
         """Append ``record`` (with its ``step``) everywhere, and show it."""
         self._append(record)
+{% if cookiecutter.mlflow %}
+        if self.tracker is not None:
+            self.tracker.log(record)
+{% endif %}
         if self.writer is not None:
             for key, value in record.items():
                 if key != "step":
@@ -659,6 +677,10 @@ class RunLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+{% if cookiecutter.mlflow %}
+        if self.tracker is not None:
+            self.tracker.finish()
+{% endif %}
 
 
 def log(line: str) -> None:
@@ -724,6 +746,15 @@ def train(
     if world.is_main:
         for line in strategy.describe(start, args.compile):
             log(line)
+{% if cookiecutter.mlflow %}
+    # MLflow (rank 0): the server answers, the run to continue is there; nothing written yet.
+    resuming = start.resume_from is not None
+    mlflow_at = (
+        tracking.connect(args.mlflow_uri, args.mlflow_experiment, directory, resume=resuming)
+        if world.is_main
+        else None
+    )
+{% endif %}
 
     # Data, and the model it decides the shape of.
     data = load_data(args.data)
@@ -767,6 +798,10 @@ def train(
     if run_log is not None:
         record_run(args, config, data, world, step)
         run_log.event("resume" if step else "start", step)
+{% if cookiecutter.mlflow %}
+        if mlflow_at is not None:  # config.json is written: the MLflow run's parameters
+            run_log.tracker = tracking.Tracker.start(mlflow_at, directory, args.steps)
+{% endif %}
     trace = profiler(args, world)
     if trace is not None:
         trace.start()
@@ -893,7 +928,17 @@ def main(argv: list[str] | None = None) -> None:
     except Interrupted as interrupted:
         sys.stderr.write(f"{interrupted}\n")  # one line, no traceback
         sys.exit(128 + interrupted.received)
+{% if cookiecutter.mlflow %}
+    except (
+        TrainingError,
+        CheckpointError,
+        DataError,
+        DistributedError,
+        tracking.TrackingError,
+    ) as error:
+{% else %}
     except (TrainingError, CheckpointError, DataError, DistributedError) as error:
+{% endif %}
         sys.exit(f"error: {error}")  # bad input: one line, no traceback, exit status 1
     finally:
         distributed.destroy()
