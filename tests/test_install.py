@@ -137,7 +137,7 @@ def copy_of(rendered, tmp_path_factory: pytest.TempPathFactory):
 CAPABILITY_EXTRAS = {
     "serving": ["export"],
     "compression": ["compress"],
-    "mlflow": ["mlflow"],  # the client train.py uses; the test extra has the server
+    "mlflow": ["mlflow"],  # mlflow-skinny: its quick tests need the client, not the server
 }
 
 
