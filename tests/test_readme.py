@@ -340,6 +340,10 @@ def readme_run(pristine) -> ReadmeRun:
             index += 1
             continue
         assert block.mode != "while-server", f"{block.describe()}: no server before it"
+        if block.mode == "file":  # the reader saves it: no process, no torch to check
+            (project / block.argument).write_text(block.code, encoding="utf-8")
+            index += 1
+            continue
         if block.mode == "server":
             followers = []
             while index + 1 < len(readme) and readme[index + 1].mode == "while-server":
@@ -371,6 +375,8 @@ def test_every_readme_block_runs_as_written(readme_run: ReadmeRun) -> None:
     for block in readme_run.skipped:
         say(f"  {block.describe()}: {block.argument}")
     assert counts.get("run", 0) >= 8 and counts.get("server", 0) >= 3, counts
+    # The settings file of the Training section, saved as a reader would.
+    assert counts.get("file", 0) >= 1, counts
     assert counts.get("alternative", 0) >= 1, counts
 
 

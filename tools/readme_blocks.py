@@ -13,9 +13,11 @@ comment on the line before a fence says otherwise, in the README's own source:
   the background until 127.0.0.1:PORT answers, then the blocks marked
   ``while-server`` run, then it gets Ctrl-C (SIGINT to its process group, as a terminal
   sends it) and must exit;
-* ``<!-- readme-test: while-server -->``: runs while the server before it is up.
+* ``<!-- readme-test: while-server -->``: runs while the server before it is up;
+* ``<!-- readme-test: file NAME -->``: a block of any language that the reader saves as
+  NAME in the project's folder (a ```toml settings file): it is written there, as is.
 
-Blocks in other languages (```text, ```toml) are prose, and not run.
+Other blocks in other languages (```text, ```toml) are prose, and not run.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 
 RUNNABLE = {"bash": "bash", "sh": "bash", "python": "python"}
 MARKER = re.compile(
-    r"<!-- readme-test: (?P<mode>skip|alternative|server|while-server)"
+    r"<!-- readme-test: (?P<mode>skip|alternative|server|while-server|file)"
     r"(?::? (?P<argument>.*?))? -->"
 )
 FENCE = re.compile(r"^```(?P<language>[\w+-]*)\s*$")
@@ -72,8 +74,6 @@ def blocks(readme: Path) -> list[Block]:
             raise ValueError(f"{readme}:{start + 1}: a fence that is never closed")
         language = RUNNABLE.get(fence["language"])
         index = end + 1
-        if language is None:
-            continue
         before = next(
             (lines[i] for i in range(start - 1, -1, -1) if lines[i].strip()), ""
         )
@@ -81,6 +81,10 @@ def blocks(readme: Path) -> list[Block]:
         mode, argument = (
             ("run", "") if marker is None else marker.group("mode", "argument")
         )
+        if mode == "file":
+            language = fence["language"] or "text"
+        elif language is None:
+            continue
         found.append(
             Block(
                 language=language,
@@ -95,6 +99,8 @@ def blocks(readme: Path) -> list[Block]:
             raise ValueError(f"{block.describe()}: a skip must give its reason")
         if block.mode == "server" and not block.argument.isdigit():
             raise ValueError(f"{block.describe()}: a server marker names its port")
+        if block.mode == "file" and not re.fullmatch(r"[\w.-]+", block.argument):
+            raise ValueError(f"{block.describe()}: a file marker names a file here")
     return found
 
 

@@ -130,6 +130,13 @@ def bench_train(session: nox.Session) -> None:
 
 
 @nox.session(python=PYTHON, default=False)
+def bench_loader(session: nox.Session) -> None:
+    """Samples per second of the shard stream against the in-memory loader; its state's size."""
+    sync(session)
+    session.run("python", "benchmarks/loader.py", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
     """Forward+backward of the layer against nn.Linear and the article's version."""
     sync(session)
@@ -141,6 +148,13 @@ def bench_checker(session: nox.Session) -> None:
     """check_module_contract's time per torch.nn built-in; fails on a false positive."""
     sync(session)
     session.run("python", "benchmarks/checker.py", *session.posargs)
+
+
+@nox.session(python=PYTHON, default=False)
+def bench_checkpointing(session: nox.Session) -> None:
+    """Memory that activation checkpointing saves, and its cost in step time."""
+    sync(session)
+    session.run("python", "benchmarks/activation_checkpointing.py", *session.posargs)
 {% if cookiecutter.scale_out %}
 
 

@@ -59,6 +59,12 @@ def test_model_keeps_the_contract(rule: str) -> None:
     check_module_contract(model_factory(), x, factory=model_factory, rules=[rule])
 
 
+def test_model_with_activation_checkpointing_keeps_the_contract() -> None:
+    model = Model(SMALL)
+    model.activation_checkpointing = True  # forward takes torch.utils.checkpoint's path
+    check_module_contract(model, torch.randn(8, SMALL.in_features), factory=model_factory)
+
+
 @pytest.mark.parametrize("case", broken_modules.CASES, ids=lambda case: case.id)
 def test_checker_catches_each_broken_module(case: broken_modules.Case) -> None:
     with pytest.raises(ModuleContractError) as caught:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -58,3 +59,31 @@ def test_the_records_skip_run_markers_for_curves(run: Path) -> None:
     assert steps == [2, 4, 6, 8, 10, 12]
     assert len(losses) == 6
     assert [r["event"] for r in records if "event" in r] == ["start", "resume"]
+
+
+def test_every_series_a_run_logs_has_a_panel(run: Path) -> None:
+    logged = {key for record in plot.read_metrics(run / "metrics.jsonl") for key in record}
+    plotted = {key for _, keys, _ in plot.PANELS for key, _ in keys}
+    # steps_per_s is samples_per_s over the samples of a step; mfu, a scale of samples/s.
+    assert logged - plotted <= {"step", "time", "event", "steps_per_s", "mfu"}
+    assert {"samples_per_s", "peak_memory_mib"} <= plotted
+
+
+def test_mfu_gets_a_second_scale_on_the_samples_panel(run: Path, tmp_path: Path) -> None:
+    """A GPU run's records, MFU beside samples/s: here a CPU run's, given an MFU."""
+    pytest.importorskip("matplotlib", reason=NO_PLOT)
+    lines = (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+    metrics = tmp_path / "metrics.jsonl"
+
+    def drawn(name: str) -> bytes:
+        metrics.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+        return plot.plot(tmp_path, tmp_path / name, width=640, height=480).read_bytes()
+
+    without = drawn("without.png")
+    assert drawn("again.png") == without  # the same records draw the same bytes
+    for record in records:
+        if "samples_per_s" in record:
+            record["mfu"] = record["samples_per_s"] * 1e-6
+    # The same curves and title; only the second scale's ticks and label are new.
+    assert drawn("with_mfu.png") != without

@@ -28,6 +28,10 @@ becomes such a file in a few lines of numpy::
 
 Everything else (batching, shuffling, sharding across processes under torchrun, moving
 batches to the device) is done by ``train.py`` and works unchanged.
+
+Data bigger than memory: split it into shard files of these same keys in a folder, and
+train with ``--data FOLDER`` (see ``shards.py``): a stream that holds a few shards at a
+time and resumes mid-epoch.
 """
 
 from __future__ import annotations
@@ -82,8 +86,8 @@ class ClassificationData(Dataset[tuple[Tensor, Tensor]]):
     """``(input, target)`` pairs held in memory: float ``inputs`` of shape ``(N, F)`` and
     int64 ``targets`` of shape ``(N,)``, both on the CPU (the loop moves each batch).
 
-    For data that does not fit in memory, keep ``__len__`` and make ``__getitem__`` read
-    one sample from disk instead, and train with ``--num-workers``.
+    For data that does not fit in memory, write shards and train on their folder
+    (``shards.py``).
     """
 
     def __init__(self, inputs: Tensor, targets: Tensor) -> None:
@@ -113,6 +117,24 @@ class Splits:
     @property
     def in_features(self) -> int:
         return int(self.train.inputs.shape[1])
+
+    @property
+    def train_samples(self) -> int:
+        return len(self.train)
+
+    @property
+    def val_samples(self) -> int:
+        return len(self.val)
+
+    @property
+    def input_mean(self) -> Tensor:
+        """The training inputs' mean: the model's ``input_mean``."""
+        return self.train.inputs.mean(dim=0)
+
+    @property
+    def input_std(self) -> Tensor:
+        """Their standard deviation: the model's ``input_std``."""
+        return self.train.inputs.std(dim=0)
 
 
 def synthetic_split(

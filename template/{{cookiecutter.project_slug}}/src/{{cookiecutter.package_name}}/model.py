@@ -7,6 +7,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .layers import {{ cookiecutter.layer_class }}
 
@@ -74,6 +75,10 @@ class Model(nn.Module):
         # Input normalisation statistics: state, not trained, saved with the model.
         self.register_buffer("input_mean", torch.zeros(config.in_features, **factory_kwargs))
         self.register_buffer("input_std", torch.ones(config.in_features, **factory_kwargs))
+        # A training choice, not a hyperparameter (neither in ModelConfig nor in the
+        # state_dict): in training, keep only each layer's input for backward, which runs
+        # the layer again to get the rest (train.py's --activation-checkpointing).
+        self.activation_checkpointing = False
 
     @property
     def device(self) -> torch.device:
@@ -92,7 +97,10 @@ class Model(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         x = (x - self.input_mean) / self.input_std
         for layer in self.layers:
-            x = F.gelu(layer(x))
+            if self.activation_checkpointing and self.training:
+                x = checkpoint(hidden, layer, x, use_reentrant=False)
+            else:
+                x = hidden(layer, x)
         logits: Tensor = self.heads["logits"](x)
         return logits
 
@@ -111,3 +119,8 @@ class Model(nn.Module):
             return logits.argmax(dim=-1)
         finally:
             self.train(was_training)
+
+
+def hidden(layer: nn.Module, x: Tensor) -> Tensor:
+    """A hidden layer and its activation: what activation checkpointing recomputes."""
+    return F.gelu(layer(x))

@@ -1,8 +1,9 @@
 """Training curves of a run, as a PNG: ``python -m {{ cookiecutter.package_name }}.plot CHECKPOINT_DIR``.
 
-Reads ``CHECKPOINT_DIR/metrics.jsonl`` (written by ``train.py``) and draws four panels
-against the step: training and validation loss, validation accuracy, learning rate and
-gradient norm; a dashed line marks each resume. Needs matplotlib (the ``plot`` extra):
+Reads ``CHECKPOINT_DIR/metrics.jsonl`` (written by ``train.py``) and draws six panels
+against the step: training and validation loss, validation accuracy, learning rate,
+gradient norm, samples per second (with MFU on a second axis where the run logged it) and
+peak memory; a dashed line marks each resume. Needs matplotlib (the ``plot`` extra):
 ``uv sync --inexact --extra plot`` in a uv environment, ``pip install '{{ cookiecutter.project_slug }}[plot]'``
 elsewhere.
 """
@@ -18,7 +19,17 @@ from typing import Any
 
 from .install_hint import install_command
 
-__all__ = ["PlotError", "main", "plot", "read_metrics"]
+__all__ = ["PANELS", "PlotError", "main", "plot", "read_metrics"]
+
+# The panels, row by row: title, the (key, label) of each curve, log scale (where positive).
+PANELS = [
+    ("loss", [("loss", "train"), ("val_loss", "validation")], True),
+    ("validation accuracy", [("val_accuracy", "validation")], False),
+    ("learning rate", [("lr", "lr")], False),
+    ("gradient norm (before clipping)", [("grad_norm", "grad norm")], True),
+    ("samples/s (all processes)", [("samples_per_s", "samples/s")], False),
+    ("peak memory (MiB)", [("peak_memory_mib", "MiB")], False),
+]
 
 
 class PlotError(Exception):
@@ -59,22 +70,19 @@ def plot(
         raise PlotError(f"{directory / 'metrics.jsonl'} has no logged steps yet")
     try:
         from matplotlib.figure import Figure  # noqa: PLC0415  (an optional extra)
+        from matplotlib.ticker import PercentFormatter  # noqa: PLC0415
     except ImportError:
         raise PlotError(f"plotting needs matplotlib: {install_command('plot')}") from None
     output = output or directory / "curves.png"
     dpi = 100
     # A Figure of its own, not pyplot: no global state, no GUI backend, safe in a server.
     figure = Figure(figsize=(width / dpi, height / dpi), dpi=dpi, layout="constrained")
-    axes = figure.subplots(2, 2, sharex=True)
-    panels = [
-        (axes[0, 0], "loss", [("loss", "train"), ("val_loss", "validation")], True),
-        (axes[0, 1], "validation accuracy", [("val_accuracy", "validation")], False),
-        (axes[1, 0], "learning rate", [("lr", "lr")], False),
-        (axes[1, 1], "gradient norm (before clipping)", [("grad_norm", "grad norm")], True),
-    ]
+    axes = figure.subplots(len(PANELS) // 2, 2, sharex=True)
     resumes = [r["step"] for r in records if r.get("event") == "resume"]
-    for ax, title, keys, log_scale in panels:
+    axes_of: dict[str, Any] = {}  # by key
+    for ax, (title, keys, log_scale) in zip(axes.flat, PANELS, strict=True):
         for key, label in keys:
+            axes_of[key] = ax
             steps, values = series(records, key)
             if steps:
                 ax.plot(steps, values, label=label, marker="." if len(steps) < 30 else None)
@@ -86,7 +94,17 @@ def plot(
         ax.grid(alpha=0.3)
         if len(keys) > 1:
             ax.legend()
-    for ax in axes[1]:
+    # MFU is samples/s times a constant (the model's FLOPs over the GPUs' peak): a second
+    # scale on the samples/s panel, not another curve.
+    ratios = [r["mfu"] / r["samples_per_s"] for r in records if "mfu" in r]
+    if ratios:
+        ratio = ratios[-1]
+        mfu = axes_of["samples_per_s"].secondary_yaxis(
+            "right", functions=(lambda x: x * ratio, lambda y: y / ratio)
+        )
+        mfu.set_ylabel("MFU")
+        mfu.yaxis.set_major_formatter(PercentFormatter(1.0))
+    for ax in axes[-1]:
         ax.set_xlabel("step")
     figure.suptitle(str(directory))
     output.parent.mkdir(parents=True, exist_ok=True)

@@ -2,25 +2,27 @@
 
     python -m {{ cookiecutter.package_name }}.train                        # best device, synthetic data
     python -m {{ cookiecutter.package_name }}.train --data data.npz        # your data (see data.py)
+    python -m {{ cookiecutter.package_name }}.train --data data/shards     # a folder of shards (shards.py)
+    python -m {{ cookiecutter.package_name }}.train --config run.toml      # settings from a file (config.py)
     python -m {{ cookiecutter.package_name }}.train --steps 2000 --resume  # go on to step 2000
-    python -m {{ cookiecutter.package_name }}.train --config checkpoints/config.json --checkpoint-dir again
+    python -m {{ cookiecutter.package_name }}.train --config checkpoints/config.toml --checkpoint-dir again
     torchrun --nproc-per-node 4 -m {{ cookiecutter.package_name }}.train   # 4 GPUs, DDP
 {% if cookiecutter.scale_out %}
     torchrun --nproc-per-node 4 -m {{ cookiecutter.package_name }}.train --strategy fsdp  # sharded
 {% endif %}
 
-:func:`train` is the outline: arguments, world, data, model, optimizer, resume, loop; one
-optimizer step is :func:`train_step`. The loop reads the loss back from the device only
-when it logs, evaluates and saves ``CHECKPOINT_DIR/last.pt`` (and ``best.pt``) every
-``--eval-every`` steps, stops with an error when the loss stops being finite, and on
-SIGINT (Ctrl-C) or SIGTERM finishes its step, saves and exits (see :func:`main`). How the
-processes share the work (wrapping, checkpoints) is the strategy's: one of
-:data:`STRATEGIES`, whose methods are those of ``distributed.DDP``.
+:func:`train` is the outline: set up (world, data, model, optimizer, resume), then the
+loop. One optimizer step is :func:`train_step`, an evaluation :func:`evaluate`. The loop
+reads the loss back from the device only when it logs (:meth:`Monitor.log_window`),
+evaluates and saves ``CHECKPOINT_DIR/last.pt`` (and ``best.pt``) every ``--eval-every``
+steps, stops with an error when the loss stops being finite, and on SIGINT (Ctrl-C) or
+SIGTERM finishes its step, saves and exits (see :func:`main`). How the processes share
+the work (wrapping, checkpoints) is the strategy's: one of :data:`STRATEGIES`, whose
+methods are those of ``distributed.DDP``. The settings are a :class:`config.TrainConfig`.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import itertools
@@ -30,11 +32,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, Self
 
 import torch
 import torch.distributed as dist
@@ -43,8 +45,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from . import checkpoint, distributed, optim{% if cookiecutter.mlflow %}, tracking{% endif +%}
+from . import checkpoint, distributed, optim, shards, throughput{% if cookiecutter.mlflow %}, tracking{% endif +%}
 from .checkpoint import CheckpointError
+from .config import ConfigError, TrainConfig, parse_args, to_toml
 from .data import DataError, Splits, load_data
 from .distributed import DDP, DistributedError, World
 {% if cookiecutter.scale_out %}
@@ -54,16 +57,15 @@ from .fsdp import FSDP
 from .install_hint import install_command
 from .model import Model, ModelConfig
 from .optim import Schedule
+from .shards import ShardFolder
 
 Batch = tuple[Tensor, Tensor]
-# ModelConfig fields that the data decides; the others are flags.
-DATA_FIELDS = ("in_features", "num_classes")
-# Flags a --config file does not replay: the file itself, and whether to resume.
-NOT_REPLAYED = ("config", "resume")
 # What GracefulStop turns into a stop: Ctrl-C, and what docker, Kubernetes and schedulers send.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-# The run's record: how it started (--config replays it), and a line for each resume.
-CONFIG = "config.json"
+# The run's record: its settings (--config replays them), how it started, and a line for
+# each resume.
+CONFIG = "config.toml"
+RECORD = "run.json"
 RESUMES = "resumes.jsonl"
 # How the processes share the work, by name{% if cookiecutter.scale_out %} (--strategy){% endif %}: each a distributed.DDP.
 {% if cookiecutter.scale_out %}
@@ -75,197 +77,6 @@ STRATEGIES: dict[str, type[DDP]] = {"ddp": DDP}
 
 class TrainingError(Exception):
     """Bad input, reported in one line without a traceback."""
-
-
-# --- arguments ------------------------------------------------------------------------
-
-
-def number(kind: Callable[[str], Any], minimum: float, *, inclusive: bool) -> Callable[[str], Any]:
-    """An argparse ``type``: ``kind(text)``, finite and at least (or above) ``minimum``."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
-            bound = f">= {minimum:g}" if inclusive else f"> {minimum:g}"
-            raise argparse.ArgumentTypeError(f"{text} must be finite and {bound}")
-        return value
-
-    return parse
-
-
-POSITIVE_INT = number(int, 0, inclusive=False)
-NATURAL = number(int, 0, inclusive=True)
-POSITIVE_FLOAT = number(float, 0.0, inclusive=False)
-NON_NEGATIVE_FLOAT = number(float, 0.0, inclusive=True)
-# A seed is a signed 64-bit integer: torch.manual_seed takes up to 2**64 - 1, and the
-# loop adds the rank, the sampler the epoch, so the seed itself stays below 2**63.
-SEED_RANGE = (-(2**63), 2**63 - 1)
-
-
-def parse_seed(text: str) -> int:
-    """An argparse ``type``: an integer in :data:`SEED_RANGE`."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    low, high = SEED_RANGE
-    if not low <= value <= high:
-        raise argparse.ArgumentTypeError(
-            f"{text} is out of range: a seed is an integer from {low} to {high}"
-        )
-    return value
-
-
-class DefaultsOnceFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Adds "(default: ...)" to each option's help, except where the default is None: the
-    help of such an option says itself what happens without it."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default is None:
-            return action.help
-        return super()._get_help_string(action)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m {{ cookiecutter.package_name }}.train",
-        description="Train the model; under torchrun, on several processes with DDP{% if cookiecutter.scale_out %} or FSDP{% endif %}.",
-        formatter_class=DefaultsOnceFormatter,
-    )
-    add = parser.add_argument
-    add("--config", type=Path, help="replay the run recorded in this config.json; flags win")
-    add("--steps", type=POSITIVE_INT, default=1000, help="total optimizer steps")
-    add("--batch-size", type=POSITIVE_INT, default=64, help="samples per micro-batch and process")
-    add("--grad-accum", type=POSITIVE_INT, default=1, help="micro-batches per optimizer step")
-    add("--seed", type=parse_seed, default=0, help="initial weights, batch order, dropout streams")
-    add(
-        "--device",
-        choices=["auto", "cpu", "cuda", "mps"],
-        default="auto",
-        help="auto: CUDA, then MPS, then CPU",
-    )
-    add(
-        "--data",
-        type=Path,
-        help="a .npz or .pt file of inputs and labels, see data.py (default: synthetic data)",
-    )
-    add("--num-workers", type=NATURAL, default=0, help="DataLoader worker processes")
-{% if cookiecutter.scale_out %}
-    add(
-        "--strategy",
-        choices=list(STRATEGIES),
-        default="ddp",
-        help="under torchrun: ddp (a replica per rank) or fsdp (sharded; sharded checkpoints)",
-    )
-{% endif %}
-    add(
-        "--dist-timeout",
-        type=POSITIVE_INT,
-        default=600,
-        help="seconds the processes may take to meet, and a collective may wait for a "
-        "peer, before the run fails{% if cookiecutter.scale_out %} (and torchrun can restart it){% endif %}",
-    )
-    opt = parser.add_argument_group("optimizer and schedule")
-    # 3e-3: the layers keep their weights at unit scale (equalized learning rate), so an
-    # AdamW step of lr moves a weight by about lr of its size; with nn.Linear's init (mean
-    # |W| 0.5/sqrt(fan_in)) the same lr is a step 8 and 16 times larger relative to the
-    # weights of the default model's layers (fan_in 16 and 64). At 1e-3 the default model
-    # was at 74% validation accuracy after 200 steps (the data allows 92%), far from
-    # converged; at 3e-3 it is at 88 to 91% after 200 steps and at 91% after 1000.
-    opt.add_argument("--lr", type=POSITIVE_FLOAT, default=3e-3, help="peak learning rate")
-    opt.add_argument(
-        "--schedule",
-        choices=["cosine", "constant"],
-        default="cosine",
-        help="cosine: warmup, then down to --min-lr; constant: --lr throughout (no warmup)",
-    )
-    opt.add_argument("--warmup-steps", type=NATURAL, default=0, help="linear warmup steps")
-    opt.add_argument("--min-lr", type=NON_NEGATIVE_FLOAT, help="cosine floor (default: lr/10)")
-    opt.add_argument("--decay-steps", type=POSITIVE_INT, help="cosine length (default: steps)")
-    opt.add_argument("--weight-decay", type=NON_NEGATIVE_FLOAT, default=0.01, help="on weights")
-    opt.add_argument("--grad-clip", type=NON_NEGATIVE_FLOAT, default=1.0, help="max norm; 0: off")
-    run = parser.add_argument_group("run folder and logging")
-    run.add_argument(
-        "--checkpoint-dir",
-        type=Path,
-        default=Path("checkpoints"),
-        help="where checkpoints, config.json, metrics.jsonl and tensorboard/ go",
-    )
-    run.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue CHECKPOINT_DIR/last.pt up to --steps (exact with the same flags and "
-        "number of processes); without it, an existing run is never overwritten",
-    )
-    run.add_argument("--log-every", type=POSITIVE_INT, default=50, help="log every N steps")
-    run.add_argument("--eval-every", type=POSITIVE_INT, default=250, help="evaluate, save")
-    run.add_argument("--keep", type=NATURAL, default=0, help="keep N step-*.pt checkpoints")
-    boolean = argparse.BooleanOptionalAction
-    run.add_argument(
-        "--tensorboard", action=boolean, help="event files in tensorboard/ (default: if installed)"
-    )
-    run.add_argument("--profile", action=boolean, default=False, help="trace steps 2-4")
-{% if cookiecutter.mlflow %}
-    run.add_argument(
-        "--mlflow-uri",
-        help="MLflow tracking server, e.g. http://127.0.0.1:5000 (default: $MLFLOW_TRACKING_URI; "
-        "a --resume: the run's own, in mlflow.json; none: MLflow off)",
-    )
-    run.add_argument(
-        "--mlflow-experiment",
-        help="MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else {{ cookiecutter.project_slug }})",
-    )
-{% endif %}
-    run.add_argument("--amp", action=boolean, default=False, help="bf16 autocast (CUDA, CPU)")
-    run.add_argument("--compile", action=boolean, default=False, help="torch.compile the model")
-    model = parser.add_argument_group("model (ModelConfig; the data sets the other fields)")
-    for field in dataclasses.fields(ModelConfig):
-        if field.name not in DATA_FIELDS:
-            flag = f"--{field.name.replace('_', '-')}"
-            model.add_argument(
-                flag, type=POSITIVE_INT, default=field.default, help=f"ModelConfig.{field.name}"
-            )
-    return parser
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """The flags; with ``--config FILE``, the recorded run's flags first, so that the
-    flags given here override them."""
-    parser = build_parser()
-    argv = sys.argv[1:] if argv is None else list(argv)
-    first = argparse.ArgumentParser(add_help=False)
-    first.add_argument("--config", type=Path)
-    recorded = first.parse_known_args(argv)[0].config
-    if recorded is not None:
-        argv = replayed_flags(parser, recorded) + argv
-    return parser.parse_args(argv)
-
-
-def replayed_flags(parser: argparse.ArgumentParser, path: Path) -> list[str]:
-    """The command-line flags that repeat the run recorded in ``path`` (a config.json)."""
-    try:
-        flags = json.loads(path.read_text(encoding="utf-8"))["flags"]
-        if not isinstance(flags, dict):
-            raise TypeError("flags is not an object")
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        parser.error(f"--config {path}: not a run record of this script ({error})")
-    options = {action.dest: action for action in parser._actions if action.option_strings}
-    unknown = sorted(set(flags) - set(options))
-    if unknown:
-        parser.error(f"--config {path}: unknown options {', '.join(unknown)}")
-    argv: list[str] = []
-    for dest, value in flags.items():
-        option = options[dest].option_strings[0]
-        if dest in NOT_REPLAYED or value is None:
-            continue
-        if isinstance(options[dest], argparse.BooleanOptionalAction):
-            argv.append(option if value else f"--no-{option.removeprefix('--')}")
-        else:
-            argv += [option, str(value)]
-    return argv
 
 
 # --- world ----------------------------------------------------------------------------
@@ -300,9 +111,9 @@ def pick_device(name: str, world: World) -> torch.device:
     return torch.device(name)
 
 
-def pick_strategy(args: argparse.Namespace, world: World, device: torch.device) -> DDP:
+def pick_strategy(config: TrainConfig, world: World, device: torch.device) -> DDP:
     """The strategy of this run: {% if cookiecutter.scale_out %}--strategy's{% else %}DDP, the only one{% endif %} (see :data:`STRATEGIES`)."""
-    return STRATEGIES[getattr(args, "strategy", "ddp")](world, device)
+    return STRATEGIES[getattr(config.compute, "strategy", "ddp")](world, device)
 
 
 class GracefulStop:
@@ -329,45 +140,65 @@ class Interrupted(Exception):
 # --- data -----------------------------------------------------------------------------
 
 
+def load(path: Path | None) -> Splits | ShardFolder:
+    """The data of ``--data``: the synthetic default, a file (data.py), or a folder of
+    shards (shards.py: only their headers and a shard are read here)."""
+    if path is not None and path.is_dir():
+        return shards.scan(path)
+    return load_data(path)
+
+
 def build_loaders(
-    args: argparse.Namespace, data: Splits, world: World, device: torch.device
-) -> tuple[DataLoader[Batch], DistributedSampler[int], DataLoader[Batch]]:
+    config: TrainConfig, data: Splits | ShardFolder, world: World, device: torch.device
+) -> tuple[DataLoader[Batch], DistributedSampler[int] | None, DataLoader[Batch]]:
     """The training loader (each rank its share of a seeded shuffle; the whole of it in a
     world of one) and the validation loader. Pinned memory lets the copies to a GPU run
-    asynchronously; workers, if any, live as long as the run."""
+    asynchronously; workers, if any, live as long as the run. A folder of shards has no
+    sampler: its loader is a stream that keeps its own position (shards.py)."""
+    if isinstance(data, ShardFolder):
+        loader = shards.train_loader(
+            data, batch_size=config.batch_size, num_workers=config.num_workers,
+            seed=config.seed, rank=world.rank, world_size=world.world_size,
+            pin_memory=device.type == "cuda",
+        )  # fmt: skip
+        return loader, None, shards.validation_loader(data)
     if len(data.train) < world.world_size:
         raise TrainingError(
             f"{len(data.train)} training samples cannot be split across {world.world_size} "
             f"processes: start at most {len(data.train)}, or give more data"
         )
     sampler: DistributedSampler[int] = DistributedSampler(
-        data.train, num_replicas=world.world_size, rank=world.rank, shuffle=True, seed=args.seed
+        data.train, num_replicas=world.world_size, rank=world.rank, shuffle=True, seed=config.seed
     )
     loader = DataLoader(
         data.train,
-        batch_size=args.batch_size,
+        batch_size=config.batch_size,
         sampler=sampler,
         drop_last=True,
-        num_workers=args.num_workers,
-        persistent_workers=args.num_workers > 0,
+        num_workers=config.num_workers,
+        persistent_workers=config.num_workers > 0,
         pin_memory=device.type == "cuda",
     )
     if len(loader) == 0:
         raise TrainingError(
-            f"--batch-size {args.batch_size} is more than the {len(sampler)} samples per process "
+            f"--batch-size {config.batch_size} is more than the {len(sampler)} samples per process "
             f"({world.world_size} processes): lower it, or start fewer processes"
         )
     return loader, sampler, DataLoader(data.val, batch_size=256)
 
 
 def batches(
-    loader: DataLoader[Batch], sampler: DistributedSampler[int], start: int
+    loader: DataLoader[Batch], sampler: DistributedSampler[int] | None, start: int
 ) -> Iterator[Batch]:
     """Micro-batches without end, epoch after epoch, from micro-batch number ``start``.
 
     An epoch's order depends only on the seed and the epoch number (``set_epoch``), so a
-    resumed run sees exactly the batches that an uninterrupted run sees.
+    resumed run sees exactly the batches that an uninterrupted run sees. A stream of
+    shards (no sampler) never ends, and starts where its loaded state says.
     """
+    if sampler is None:
+        yield from shards.batches(loader)
+        return
     epoch, skip = divmod(start, len(loader))
     while True:
         sampler.set_epoch(epoch)  # a new shuffle each epoch, the same one on every rank
@@ -379,53 +210,53 @@ def batches(
 # --- model and optimizer --------------------------------------------------------------
 
 
-def model_config(args: argparse.Namespace, data: Splits) -> ModelConfig:
+def model_config(config: TrainConfig, data: Splits | ShardFolder) -> ModelConfig:
     """The model's hyperparameters: input width and class count from the data, the rest
-    from the flags."""
-    fields: dict[str, Any] = {
-        f.name: getattr(args, f.name, None) for f in dataclasses.fields(ModelConfig)
-    }
-    fields.update(in_features=data.in_features, num_classes=data.num_classes)
+    from the settings' ``model`` table."""
+    fields = dict(config.model)
     try:
-        return ModelConfig(**fields)
+        return ModelConfig(**fields, in_features=data.in_features, num_classes=data.num_classes)
     except ValueError as error:
         raise TrainingError(str(error)) from None
 
 
-def build_model(config: ModelConfig, data: Splits, seed: int, strategy: DDP, amp: bool) -> Model:
+def build_model(
+    config: ModelConfig, data: Splits | ShardFolder, seed: int, strategy: DDP, amp: bool
+) -> Model:
     """The model, from the seed (the same weights on every rank), on the device as the
-    strategy places it. The input statistics are buffers: state that is saved, not
-    trained, and every rank holds them whole."""
+    strategy places it. The input statistics (of the training inputs; of a folder's first
+    shard) are buffers: state that is saved, not trained, and every rank holds them whole."""
     model = strategy.build_model(config, seed, amp)
     with torch.no_grad():
-        model.input_mean.copy_(data.train.inputs.mean(dim=0))
-        model.input_std.copy_(data.train.inputs.std(dim=0).clamp_min(1e-6))
+        model.input_mean.copy_(data.input_mean)
+        model.input_std.copy_(data.input_std.clamp_min(1e-6))
     return model
 
 
-def build_schedule(args: argparse.Namespace) -> Schedule:
+def build_schedule(config: TrainConfig) -> Schedule:
     """The learning rate schedule of the flags; a cosine that would not decay is refused:
     a --min-lr above --lr, or a warmup longer than the cosine (--decay-steps, else
     --steps: a run to be resumed to more steps gives --decay-steps, its full length)."""
-    min_lr = args.lr / 10 if args.min_lr is None else args.min_lr
-    decay_steps = args.steps if args.decay_steps is None else args.decay_steps
-    if args.schedule == "cosine" and min_lr > args.lr:
+    opt = config.optimizer
+    min_lr = opt.lr / 10 if opt.min_lr is None else opt.min_lr
+    decay_steps = config.steps if opt.decay_steps is None else opt.decay_steps
+    if opt.schedule == "cosine" and min_lr > opt.lr:
         raise TrainingError(
-            f"--min-lr {min_lr:g} is above --lr {args.lr:g}: the cosine would raise the "
+            f"--min-lr {min_lr:g} is above --lr {opt.lr:g}: the cosine would raise the "
             "learning rate; give a --min-lr of at most --lr (default: --lr / 10)"
         )
-    if args.schedule == "cosine" and args.warmup_steps > decay_steps:
-        if args.decay_steps is None:
+    if opt.schedule == "cosine" and opt.warmup_steps > decay_steps:
+        if opt.decay_steps is None:
             length = "--steps"
             fix = "or give --decay-steps (the full length of a run to be resumed further)"
         else:
             length, fix = "--decay-steps", "or raise --decay-steps"
         raise TrainingError(
-            f"--warmup-steps {args.warmup_steps} is more than {length} {decay_steps}, the "
+            f"--warmup-steps {opt.warmup_steps} is more than {length} {decay_steps}, the "
             f"cosine's length: the learning rate would never reach --lr; lower "
             f"--warmup-steps, {fix}"
         )
-    return Schedule(args.lr, args.schedule, args.warmup_steps, decay_steps, min_lr)
+    return Schedule(opt.lr, opt.schedule, opt.warmup_steps, decay_steps, min_lr)
 
 
 # --- one step -------------------------------------------------------------------------
@@ -502,12 +333,131 @@ def evaluate(model: nn.Module, loader: DataLoader[Batch], amp: bool) -> dict[str
     return {"val_loss": loss_sum.item() / total, "val_accuracy": correct.item() / total}
 
 
-# --- state, checkpoints and the run's record ------------------------------------------
+# --- set-up ---------------------------------------------------------------------------
 
 
-def rng_states(world: World) -> list[dict[str, Any]]:
-    """Every rank's random number generator states, by rank (a collective under DDP)."""
-    state = checkpoint.rng_state()
+@dataclasses.dataclass
+class Run:
+    """What the loop works with, made by :func:`set_up`; ``step`` and the fields after it
+    move as the loop goes."""
+
+    config: TrainConfig
+    world: World
+    device: torch.device
+    strategy: DDP
+    autocast: bool  # bf16 autocast on (--amp, where the strategy autocasts itself: off)
+    start: checkpoint.Start
+    data: Splits | ShardFolder
+    loader: DataLoader[Batch]
+    sampler: DistributedSampler[int] | None  # None: a stream of shards
+    val_loader: DataLoader[Batch]
+    model: Model  # the parameters' owner: evaluation and checkpoints use it
+    trained: nn.Module  # the model as the strategy wraps it (DDP, compile): steps use it
+    optimizer: torch.optim.Optimizer
+    schedule: Schedule
+    step: int = 0
+    best_val_loss: float = math.inf
+    micro_batches: int = 0  # the position in the batch stream
+    saved_step: int | None = None  # the step of CHECKPOINT_DIR/last.pt, if any
+{% if cookiecutter.mlflow %}
+    mlflow: tracking.Destination | None = None  # rank 0's MLflow server, checked; None: off
+{% endif %}
+
+
+def set_up(config: TrainConfig, schedule: Schedule, resume: bool, lock: checkpoint.RunLock) -> Run:
+    """World, data, model and optimizer, and a resumed run's state: everything is checked
+    here, and nothing is written yet."""
+    # World: processes and devices. Under torchrun each process drives one device.
+    world = World.from_env()
+    device = pick_device(config.compute.device, world)
+    strategy = pick_strategy(config, world, device)
+    distributed.init(world, device, config.compute.dist_timeout)
+    autocast_on = strategy.autocast(config.compute.amp)
+    if config.compute.amp and device.type not in ("cuda", "cpu"):
+        raise TrainingError(f"--amp: bf16 autocast runs on cuda or cpu, not {device.type}")
+    directory = config.run.checkpoint_dir
+    if world.is_main:
+        checkpoint.check_writable(directory)  # creates nothing: bad input changes nothing
+        lock.acquire(wait_s=strategy.lock_wait_s)  # another run's folder: refused
+    start = strategy.resolve_start(directory, resume, clean=lock.held)
+    if world.is_main:
+        for line in strategy.describe(start, config.compute.compile):
+            log(line)
+
+    # Data, and the model it decides the shape of.
+    data = load(config.data)
+    loader, sampler, val_loader = build_loaders(config, data, world, device)
+    shape = model_config(config, data)
+    model = build_model(shape, data, config.seed, strategy, config.compute.amp)
+    model.activation_checkpointing = config.compute.activation_checkpointing
+    # Dropout and augmentation: each rank its own stream (nanoGPT's seed offset).
+    torch.manual_seed(config.seed + world.rank)
+    trained = strategy.wrap(model, config.compute.compile)  # shares the model's parameters
+    optimizer = optim.build_optimizer(
+        model, lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay
+    )
+    run = Run(
+        config, world, device, strategy, autocast_on, start, data, loader, sampler,
+        val_loader, model, trained, optimizer, schedule,
+    )  # fmt: skip
+    if start.resume_from is not None:
+        restore(run, start.resume_from)
+{% if cookiecutter.mlflow %}
+    if world.is_main:  # MLflow: the server answers, the run to continue is there
+        run.mlflow = tracking.connect(
+            config.run.mlflow_uri,
+            config.run.mlflow_experiment,
+            directory,
+            resume=start.resume_from is not None,
+        )
+{% endif %}
+    return run
+
+
+def restore(run: Run, path: Path) -> None:
+    """Resume from ``path``: weights, moments and this rank's RNG states, as the strategy
+    saved them, and the loop's own state (see :func:`loop_state`)."""
+    state = run.strategy.load(path, run.model, run.optimizer)
+    run.step = run.saved_step = state["step"]
+    run.best_val_loss = state.get("best_val_loss", math.inf)
+    position = run.step * run.config.grad_accum
+    run.micro_batches = state.get("data", {}).get("micro_batches", position)
+    shards.check_resume(path, state.get("data", {}), data_layout(run))  # the same shards...
+    if isinstance(run.loader, shards.Resumable):  # where this rank's stream of shards stopped
+        run.loader.load_state_dict(state["data"]["loader"][f"rank-{run.world.rank}"])
+    if not run.world.is_main:
+        return
+    log(f"resumed from {path} at step {run.step}")
+    saved_world = state.get("world_size", 1)
+    if saved_world != run.world.world_size:
+        log(
+            f"{path} was saved by {saved_world} process(es), now {run.world.world_size}: "
+            "training goes on, but not bit-identically"
+        )
+    if state.get("schedule", run.schedule.state_dict()) != run.schedule.state_dict():
+        log(f"the schedule differs from the checkpoint's: {state['schedule']}")
+
+
+def claim_run_folder(run: Run, lock: checkpoint.RunLock, resume: bool) -> None:
+    """Rank 0, once every check has passed: create the run folder if need be, and own it.
+    A folder that did not exist at the checks is locked only now, and checked again: a run
+    that took it in between is refused as it would have been at the checks."""
+    directory = run.config.run.checkpoint_dir
+    checkpoint.create_run_folder(directory)
+    if not lock.held:
+        lock.acquire()  # the folder exists now: another run holding it is refused
+        again = run.strategy.resolve_start(directory, resume, clean=False)
+        if again.resume_from != run.start.resume_from:
+            raise TrainingError(f"{directory} changed while this run started: start it again")
+    if lock.warning is not None:  # a file system without locks
+        log(f"warning: {lock.warning}")
+
+
+# --- checkpoints and the run's record -------------------------------------------------
+
+
+def every_rank(world: World, state: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each rank's ``state``, by rank (a collective under DDP)."""
     if not world.distributed:
         return [state]
     states: list[Any] = [None] * world.world_size
@@ -515,65 +465,61 @@ def rng_states(world: World) -> list[dict[str, Any]]:
     return states
 
 
-def loop_state(
-    step: int,
-    best_val_loss: float,
-    schedule: Schedule,
-    data: Splits,
-    args: argparse.Namespace,
-    world: World,
-) -> dict[str, Any]:
+def rng_states(world: World) -> list[dict[str, Any]]:
+    """Every rank's random number generator states, by rank (a collective under DDP)."""
+    return every_rank(world, checkpoint.rng_state())
+
+
+def data_layout(run: Run) -> dict[str, Any] | None:
+    """For a stream of shards, what its saved positions mean (see shards.layout)."""
+    if not isinstance(run.data, ShardFolder):
+        return None
+    config = run.config
+    return shards.layout(run.data, config.batch_size, config.num_workers, run.world.world_size)
+
+
+def loop_state(run: Run) -> dict[str, Any]:
     """Everything besides weights and optimizer that the loop needs to resume exactly (a
     collective under DDP: every rank calls it). Saved in each checkpoint, with ``config``."""
     return {
-        "step": step,
-        "best_val_loss": best_val_loss,
-        "schedule": schedule.state_dict(),
+        "step": run.step,
+        "best_val_loss": run.best_val_loss,
+        "schedule": run.schedule.state_dict(),
         "data": {
-            "source": data.source,
-            "train_samples": len(data.train),
-            "micro_batches": step * args.grad_accum,  # the position in the batch stream
-            "batch_size": args.batch_size,
+            "source": run.data.source,
+            "train_samples": run.data.train_samples,
+            "micro_batches": run.step * run.config.grad_accum,  # the position in the stream
+            "batch_size": run.config.batch_size,
+            **data_stream(run),
         },
-        "world_size": world.world_size,
-        "rng": rng_states(world),
+        "world_size": run.world.world_size,
+        "rng": rng_states(run.world),
     }
 
 
-def load_checkpoint(
-    path: Path, model: Model, optimizer: torch.optim.Optimizer, strategy: DDP
-) -> dict[str, Any]:
-    """Weights, optimizer moments and this rank's RNG states from ``path``, as the strategy
-    saved them; returns the loop's state (see :func:`loop_state`)."""
-    state = strategy.load(path, model, optimizer)
-    world = strategy.world
-    saved_world = state.get("world_size", 1)
-    if saved_world != world.world_size and world.is_main:
-        log(
-            f"{path} was saved by {saved_world} process(es), now {world.world_size}: "
-            "training goes on, but not bit-identically"
-        )
-    return state
+def data_stream(run: Run) -> dict[str, Any]:
+    """A stream of shards' layout and every rank's position in it, by ``rank-N`` (a dict:
+    a sharded checkpoint stores nested dicts, not lists of them). A collective under DDP."""
+    layout = data_layout(run)
+    if layout is None or not isinstance(run.loader, shards.Resumable):
+        return {}
+    states = every_rank(run.world, run.loader.state_dict())
+    return {**layout, "loader": {f"rank-{rank}": state for rank, state in enumerate(states)}}
 
 
-def claim_run_folder(
-    args: argparse.Namespace,
-    lock: checkpoint.RunLock,
-    start: checkpoint.Start,
-    strategy: DDP,
-) -> None:
-    """Rank 0, once every check has passed: create the run folder if need be, and own it.
-    A folder that did not exist at the checks is locked only now, and checked again: a run
-    that took it in between is refused as it would have been at the checks."""
-    directory = args.checkpoint_dir
-    checkpoint.create_run_folder(directory)
-    if not lock.held:
-        lock.acquire()  # the folder exists now: another run holding it is refused
-        again = strategy.resolve_start(directory, args.resume, clean=False)
-        if again.resume_from != start.resume_from:
-            raise TrainingError(f"{directory} changed while this run started: start it again")
-    if lock.warning is not None:  # a file system without locks
-        log(f"warning: {lock.warning}")
+def save(run: Run, *, best: bool, evaluated: bool) -> None:
+    """``last.pt`` (and ``best.pt`` if ``best``, a ``step-N.pt`` with --keep), as the
+    strategy saves them: every rank calls it."""
+    run.strategy.save(
+        run.config.run.checkpoint_dir,
+        run.model,
+        run.optimizer,
+        loop_state(run),
+        best=best,
+        keep=run.config.run.keep,
+        evaluated=evaluated,
+    )
+    run.saved_step = run.step
 
 
 def git_commit() -> str | None:
@@ -593,30 +539,36 @@ def git_commit() -> str | None:
     return head + ("+dirty" if status else "")
 
 
-def record_run(
-    args: argparse.Namespace, config: ModelConfig, data: Splits, world: World, step: int
-) -> None:
-    """Record how the run starts, for ``--config`` to replay: every flag, the model config,
-    the versions and the commit. A start (step 0) writes CHECKPOINT_DIR/config.json; a
-    resume appends the same record, one line, to CHECKPOINT_DIR/resumes.jsonl, and leaves
-    config.json as the first start wrote it."""
-    flags = {key: str(v) if isinstance(v, Path) else v for key, v in vars(args).items()}
+def record_run(run: Run) -> None:
+    """Record how the run starts. A start (step 0) writes CHECKPOINT_DIR/config.toml, the
+    settings that ``--config`` replays, and run.json: the settings again, the model's
+    shape, the data, the versions and the commit. A resume appends the same record, one
+    line, to resumes.jsonl, and leaves both files as the first start wrote them."""
+    directory = run.config.run.checkpoint_dir
     record = {
-        "flags": flags,
-        "model": dataclasses.asdict(config),
-        "data": {"source": data.source, "train": len(data.train), "val": len(data.val)},
-        "world_size": world.world_size,
-        "started_at_step": step,
+        "config": run.config.model_dump(mode="json"),
+        "model": dataclasses.asdict(run.model.config),
+        "data": {
+            "source": run.data.source,
+            "train": run.data.train_samples,
+            "val": run.data.val_samples,
+        },
+        "world_size": run.world.world_size,
+        "started_at_step": run.step,
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "torch": torch.__version__,
         "python": sys.version.split()[0],
         "git_commit": git_commit(),
     }
-    if step:
-        checkpoint.append_line(args.checkpoint_dir / RESUMES, json.dumps(record))
+    if run.step:
+        checkpoint.append_line(directory / RESUMES, json.dumps(record))
         return
-    # All or nothing: a full disk leaves no config.json and no temporary behind.
-    checkpoint.atomic_write_text(args.checkpoint_dir / CONFIG, json.dumps(record, indent=2) + "\n")
+    # All or nothing, each file: a full disk leaves no half-written one and no temporary.
+    replay = (
+        f"# python -m {__package__}.train --config {directory / CONFIG} --checkpoint-dir NEW_DIR\n"
+    )
+    checkpoint.atomic_write_text(directory / CONFIG, replay + to_toml(run.config))
+    checkpoint.atomic_write_text(directory / RECORD, json.dumps(record, indent=2) + "\n")
 
 
 class RunLog:
@@ -689,10 +641,10 @@ def log(line: str) -> None:
     sys.stdout.flush()
 
 
-def profiler(args: argparse.Namespace, world: World) -> torch.profiler.profile | None:
+def profiler(config: TrainConfig, world: World) -> torch.profiler.profile | None:
     """With --profile: a torch.profiler trace of steps 2 to 4 (after a step of warm-up)
     into CHECKPOINT_DIR/profile/, for TensorBoard or https://ui.perfetto.dev."""
-    if not args.profile:
+    if not config.run.profile:
         return None
     activities = [torch.profiler.ProfilerActivity.CPU]
     if torch.cuda.is_available():
@@ -701,7 +653,7 @@ def profiler(args: argparse.Namespace, world: World) -> torch.profiler.profile |
         activities=activities,
         schedule=torch.profiler.schedule(wait=0, warmup=1, active=3, repeat=1),
         on_trace_ready=torch.profiler.tensorboard_trace_handler(
-            str(args.checkpoint_dir / "profile"), worker_name=f"rank{world.rank}"
+            str(config.run.checkpoint_dir / "profile"), worker_name=f"rank{world.rank}"
         ),
     )
 
@@ -716,190 +668,168 @@ def first_non_finite(values: list[list[float]], first_step: int) -> tuple[int, s
     return None
 
 
+class Monitor:
+    """What the loop shows and records: the progress bar, rank 0's records (RunLog), the
+    profiler, and the losses and gradient norms since the last log, kept on the device."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+        main_rank = run.world.is_main
+        interactive = main_rank and sys.stderr.isatty()
+        self.bar = bar = tqdm(
+            total=run.config.steps,
+            initial=run.step,
+            unit="step",
+            dynamic_ncols=True,
+            disable=not interactive,
+        )
+        self.records = RunLog(
+            run.config.run.checkpoint_dir, tensorboard=run.config.run.tensorboard, bar=bar
+        ) if main_rank else None  # fmt: skip
+        self.trace = profiler(run.config, run.world)
+        self.losses: list[Tensor] = []
+        self.grad_norms: list[Tensor] = []
+        self.last_step, self.last_time = run.step, time.perf_counter()
+        config, world = run.config, run.world
+        samples_per_step = config.batch_size * config.grad_accum * world.world_size
+        self.throughput = throughput.Throughput.of_run(
+            run.device, run.model.config, samples_per_step, world.world_size,
+            bf16=config.compute.amp,
+        )  # fmt: skip
+
+    def __enter__(self) -> Self:
+        if self.records is not None:
+            record_run(self.run)
+            self.records.event("resume" if self.run.step else "start", self.run.step)
+{% if cookiecutter.mlflow %}
+            if self.run.mlflow is not None:  # run.json is written: the MLflow run's parameters
+                directory, steps = self.run.config.run.checkpoint_dir, self.run.config.steps
+                self.records.tracker = tracking.Tracker.start(self.run.mlflow, directory, steps)
+{% endif %}
+        if self.trace is not None:
+            self.trace.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.trace is not None:
+            self.trace.stop()
+        self.bar.close()
+        if self.records is not None:
+            self.records.close()
+
+    def add(self, loss: Tensor, grad_norm: Tensor) -> None:
+        """One step's results, left on the device: reading them would wait for it."""
+        self.losses.append(loss)
+        self.grad_norms.append(grad_norm)
+        self.bar.update()
+        if self.trace is not None:
+            self.trace.step()
+
+    def log_window(self, lr: float) -> None:
+        """The one host sync, every --log-every steps: the losses since the last one,
+        averaged over ranks, checked before anything is saved, and recorded."""
+        run, step = self.run, self.run.step
+        window = torch.stack([torch.stack(self.losses).float(), torch.stack(self.grad_norms)])
+        values = distributed.all_mean(window.float()).T.tolist()
+        bad = first_non_finite(values, step - len(values) + 1)
+        if bad is not None:
+            last = run.config.run.checkpoint_dir / checkpoint.LAST
+            kept = f"{last} (step {run.saved_step}) is kept"
+            raise TrainingError(
+                f"{bad[1]} at step {bad[0]}: stopped; "
+                f"{kept if run.saved_step else 'no checkpoint was saved'}; "
+                "try a lower --lr, --warmup-steps or --grad-clip"
+            )
+        now = time.perf_counter()
+        self.write({
+            "step": step,
+            "loss": sum(v[0] for v in values) / len(values),
+            "grad_norm": sum(v[1] for v in values) / len(values),
+            "lr": lr,
+            "steps_per_s": (step - self.last_step) / (now - self.last_time),
+            **self.throughput.record(step - self.last_step, now - self.last_time),
+        })  # fmt: skip
+        self.losses.clear()
+        self.grad_norms.clear()
+        self.last_step, self.last_time = step, now
+
+    def write(self, record: dict[str, Any]) -> None:
+        if self.records is not None:
+            self.records.write(record)
+
+
+def should_stop(stop: GracefulStop, run: Run, *, at_sync: bool) -> bool:
+    """Whether SIGINT/SIGTERM stops the run after this step. Under torchrun all ranks must
+    stop at the same step, so they agree at logging steps (a collective), not each step."""
+    if run.world.distributed:
+        return at_sync and distributed.any_rank(stop.received is not None, run.device)
+    return stop.received is not None
+
+
 # --- the outline ----------------------------------------------------------------------
 
 
 def train(
-    args: argparse.Namespace, stop: GracefulStop, lock: checkpoint.RunLock | None = None
+    config: TrainConfig,
+    stop: GracefulStop,
+    *,
+    resume: bool = False,
+    lock: checkpoint.RunLock | None = None,
 ) -> dict[str, float]:
-    """Train as ``args`` say; return the last evaluation's metrics. Rank 0 owns the run
+    """Train as ``config`` says; return the last evaluation's metrics. Rank 0 owns the run
     folder for the run's life (``lock``, made here when None); a full disk ends the run in
     one line."""
-    schedule = build_schedule(args)  # first: flags that contradict each other
+    schedule = build_schedule(config)  # first: settings that contradict each other
     if lock is None:
-        directory = args.checkpoint_dir
+        directory = config.run.checkpoint_dir
         with checkpoint.RunLock(directory) as owner, checkpoint.disk_full_in_one_line(directory):
-            return train(args, stop, owner)
-    # World: processes and devices. Under torchrun each process drives one device.
-    world = World.from_env()
-    device = pick_device(args.device, world)
-    strategy = pick_strategy(args, world, device)
-    distributed.init(world, device, args.dist_timeout)
-    autocast_on = strategy.autocast(args.amp)
-    if args.amp and device.type not in ("cuda", "cpu"):
-        raise TrainingError(f"--amp: bf16 autocast runs on cuda or cpu, not {device.type}")
-    directory = args.checkpoint_dir
-    if world.is_main:
-        checkpoint.check_writable(directory)  # creates nothing: bad input changes nothing
-        lock.acquire(wait_s=strategy.lock_wait_s)  # another run's folder: refused
-    start = strategy.resolve_start(directory, args.resume, clean=lock.held)
-    if world.is_main:
-        for line in strategy.describe(start, args.compile):
-            log(line)
-{% if cookiecutter.mlflow %}
-    # MLflow (rank 0): the server answers, the run to continue is there; nothing written yet.
-    resuming = start.resume_from is not None
-    mlflow_at = (
-        tracking.connect(args.mlflow_uri, args.mlflow_experiment, directory, resume=resuming)
-        if world.is_main
-        else None
-    )
-{% endif %}
-
-    # Data, and the model it decides the shape of.
-    data = load_data(args.data)
-    loader, sampler, val_loader = build_loaders(args, data, world, device)
-    config = model_config(args, data)
-    model = build_model(config, data, args.seed, strategy, args.amp)
-    # Dropout and augmentation: each rank its own stream (nanoGPT's seed offset).
-    torch.manual_seed(args.seed + world.rank)
-    trained = strategy.wrap(model, args.compile)  # shares the model's parameters
-    optimizer = optim.build_optimizer(model, lr=args.lr, weight_decay=args.weight_decay)
-
-    # Resume: weights, moments, RNG states, and the loop's own state.
-    step, best_val_loss, micro_batches = 0, math.inf, 0
-    if start.resume_from is not None:
-        state = load_checkpoint(start.resume_from, model, optimizer, strategy)
-        step, best_val_loss = state["step"], state.get("best_val_loss", math.inf)
-        micro_batches = state.get("data", {}).get("micro_batches", step * args.grad_accum)
-        if world.is_main:
-            log(f"resumed from {start.resume_from} at step {step}")
-            if state.get("schedule", schedule.state_dict()) != schedule.state_dict():
-                log(f"the schedule differs from the checkpoint's: {state['schedule']}")
-    if step >= args.steps:
-        if world.is_main:
-            log(f"{start.resume_from} is at step {step} of {args.steps}: nothing to do")
-        return {"step": step}
-
+            return train(config, stop, resume=resume, lock=owner)
+    run = set_up(config, schedule, resume, lock)  # world, data, model, optimizer, resume
+    if run.step >= config.steps:
+        if run.world.is_main:
+            log(f"{run.start.resume_from} is at step {run.step} of {config.steps}: nothing to do")
+        return {"step": run.step}
     # A signal during start-up stops here, every rank together, before anything is written.
-    if distributed.any_rank(stop.received is not None, device):
+    if distributed.any_rank(stop.received is not None, run.device):
         raise Interrupted(stop.received or signal.SIGTERM)  # or a peer's: what torchrun sends
-    if world.is_main:
-        claim_run_folder(args, lock, start, strategy)  # checks passed: now it writes
+    if run.world.is_main:
+        claim_run_folder(run, lock, resume)  # checks passed: now it writes
 
-    bar = tqdm(
-        total=args.steps,
-        initial=step,
-        unit="step",
-        dynamic_ncols=True,
-        disable=not (world.is_main and sys.stderr.isatty()),
-    )
-    run_log = RunLog(directory, tensorboard=args.tensorboard, bar=bar) if world.is_main else None
-    if run_log is not None:
-        record_run(args, config, data, world, step)
-        run_log.event("resume" if step else "start", step)
-{% if cookiecutter.mlflow %}
-        if mlflow_at is not None:  # config.json is written: the MLflow run's parameters
-            run_log.tracker = tracking.Tracker.start(mlflow_at, directory, args.steps)
-{% endif %}
-    trace = profiler(args, world)
-    if trace is not None:
-        trace.start()
-    stream = batches(loader, sampler, start=micro_batches)
-    losses: list[Tensor] = []  # of each step since the last sync, on the device
-    grad_norms: list[Tensor] = []
-    saved_step: int | None = step if step else None
-    last_step, last_time = step, time.perf_counter()
+    stream = batches(run.loader, run.sampler, start=run.micro_batches)
     results: dict[str, float] = {}
-    try:
-        while step < args.steps:
-            lr = schedule(step)
-            for group in optimizer.param_groups:
+    with Monitor(run) as monitor:
+        while run.step < config.steps:
+            lr = schedule(run.step)
+            for group in run.optimizer.param_groups:
                 group["lr"] = lr
+            micro_batches = [next(stream) for _ in range(config.grad_accum)]
             loss, grad_norm = train_step(
-                trained,
-                optimizer,
-                [next(stream) for _ in range(args.grad_accum)],
-                device=device,
-                amp=autocast_on,
-                grad_clip=args.grad_clip,
-                strategy=strategy,
-            )
-            step += 1
-            losses.append(loss)
-            grad_norms.append(grad_norm)
-            bar.update()
-            if trace is not None:
-                trace.step()
+                run.trained, run.optimizer, micro_batches, device=run.device, amp=run.autocast,
+                grad_clip=config.optimizer.grad_clip, strategy=run.strategy,
+            )  # fmt: skip
+            monitor.add(loss, grad_norm)
+            run.step += 1
 
-            log_now = step % args.log_every == 0 or step == args.steps
-            evaluate_now = step % args.eval_every == 0 or step == args.steps
-            # SIGINT/SIGTERM: stop after this step. Under torchrun all ranks must stop at
-            # the same step, so they agree at logging steps (a collective), not each step.
-            if world.distributed:
-                stop_here = log_now or evaluate_now
-                stopping = stop_here and distributed.any_rank(stop.received is not None, device)
-            else:
-                stopping = stop.received is not None
+            log_now = run.step % config.run.log_every == 0 or run.step == config.steps
+            evaluate_now = run.step % config.run.eval_every == 0 or run.step == config.steps
+            stopping = should_stop(stop, run, at_sync=log_now or evaluate_now)
             if not (log_now or evaluate_now or stopping):
                 continue
-
-            # The one host sync, every --log-every steps: the losses since the last one,
-            # averaged over ranks, checked before anything is saved.
-            window = torch.stack([torch.stack(losses).float(), torch.stack(grad_norms).float()])
-            values = distributed.all_mean(window).T.tolist()
-            bad = first_non_finite(values, step - len(values) + 1)
-            if bad is not None:
-                kept = f"{directory / checkpoint.LAST} (step {saved_step}) is kept"
-                raise TrainingError(
-                    f"{bad[1]} at step {bad[0]}: stopped; "
-                    f"{kept if saved_step else 'no checkpoint was saved'}; "
-                    "try a lower --lr, --warmup-steps or --grad-clip"
-                )
-            now = time.perf_counter()
-            record = {
-                "step": step,
-                "loss": sum(v[0] for v in values) / len(values),
-                "grad_norm": sum(v[1] for v in values) / len(values),
-                "lr": lr,
-                "steps_per_s": (step - last_step) / (now - last_time),
-            }
-            losses.clear()
-            grad_norms.clear()
-            last_step, last_time = step, now
-            if run_log is not None:
-                run_log.write(record)
+            monitor.log_window(lr)  # the one host sync; a loss that is not finite stops here
             improved = False
-            if evaluate_now and (world.is_main or strategy.every_rank_evaluates):
-                results = {"step": step, **evaluate(model, val_loader, autocast_on)}
-                if run_log is not None:
-                    run_log.write(results)
-                improved = results["val_loss"] < best_val_loss
-                best_val_loss = min(best_val_loss, results["val_loss"])
+            if evaluate_now and (run.world.is_main or run.strategy.every_rank_evaluates):
+                results = {"step": run.step, **evaluate(run.model, run.val_loader, run.autocast)}
+                monitor.write(results)
+                improved = results["val_loss"] < run.best_val_loss
+                run.best_val_loss = min(run.best_val_loss, results["val_loss"])
             if evaluate_now or stopping:
-                state = loop_state(step, best_val_loss, schedule, data, args, world)
-                strategy.save(
-                    directory,
-                    model,
-                    optimizer,
-                    state,
-                    best=improved,
-                    keep=args.keep,
-                    evaluated=evaluate_now,
-                )
-                saved_step = step
+                save(run, best=improved, evaluated=evaluate_now)
             if stopping:
-                if world.is_main:
-                    last = directory / checkpoint.LAST
+                if run.world.is_main:
                     name = stop.received.name if stop.received else "a peer's signal"
-                    log(f"{name}: saved {last} at step {step}; continue with --resume")
+                    last = config.run.checkpoint_dir / checkpoint.LAST
+                    log(f"{name}: saved {last} at step {run.step}; continue with --resume")
                 break
-    finally:
-        if trace is not None:
-            trace.stop()
-        bar.close()
-        if run_log is not None:
-            run_log.close()
     # The other ranks wait here for rank 0's last evaluation and save: a rank that left
     # the process group while a peer still used it would abort in gloo's tear-down.
     distributed.barrier()
@@ -924,7 +854,8 @@ def main(argv: list[str] | None = None) -> None:
     if hasattr(signal, "pthread_sigmask"):  # POSIX
         signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     try:
-        train(parse_args(argv), stop)
+        arguments = parse_args(argv)
+        train(arguments.config, stop, resume=arguments.resume)
     except Interrupted as interrupted:
         sys.stderr.write(f"{interrupted}\n")  # one line, no traceback
         sys.exit(128 + interrupted.received)
@@ -932,12 +863,13 @@ def main(argv: list[str] | None = None) -> None:
     except (
         TrainingError,
         CheckpointError,
+        ConfigError,
         DataError,
         DistributedError,
         tracking.TrackingError,
     ) as error:
 {% else %}
-    except (TrainingError, CheckpointError, DataError, DistributedError) as error:
+    except (TrainingError, CheckpointError, ConfigError, DataError, DistributedError) as error:
 {% endif %}
         sys.exit(f"error: {error}")  # bad input: one line, no traceback, exit status 1
     finally:
