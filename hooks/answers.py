@@ -57,6 +57,7 @@ IMPORT_NAMES = {
     "pillow": ["PIL"],
     "matplotlib": ["matplotlib", "mpl_toolkits"],
     "jupyterlab": ["jupyterlab", "jupyter"],
+    "mlflow_skinny": ["mlflow"],
 }
 # Imported by the generated code through a dependency, not listed in pyproject.toml.
 TRANSITIVE = [

@@ -1,9 +1,9 @@
-"""The capabilities (scale_out, serving, compression, notebook): each answer adds its part
-and nothing else, leaves no trace when it is no, and is found with one grep.
+"""The capabilities (scale_out, serving, compression, notebook, mlflow): each answer adds
+its part and nothing else, leaves no trace when it is no, and is found with one grep.
 
 Each is a yes/no question; rendering.COMBOS holds the core (the default answers), each
 capability without the others, and all of them ("everything"). Here, besides: both engines
-render every one of the 16 combinations of the four answers identically, and each answer's
+render every one of the 32 combinations of the five answers identically, and each answer's
 effect on a render sits in template files that name it (`grep -r cookiecutter.serving`).
 """
 
@@ -38,6 +38,7 @@ MARKS = {
     "notebook": re.compile(
         r"jupyter|notebook|nbstripout|ipykernel|ipynb", re.IGNORECASE
     ),
+    "mlflow": re.compile(r"mlflow|mlartifacts|mlruns", re.IGNORECASE),
 }
 # Where a core file may name a capability's subject, and why. The skeleton layer and the
 # checker teach what the contract makes possible (torchao's quantize_ swaps a registered
@@ -191,7 +192,7 @@ def combination_id(combination: dict[str, str]) -> str:
 def test_engines_agree_on_every_combination_of_capabilities(
     alone, tmp_path: Path, combination: dict[str, str]
 ) -> None:
-    """copier and cookiecutter: byte-identical projects for each of the 16 combinations."""
+    """copier and cookiecutter: byte-identical projects for each of the 32 combinations."""
     on = [name for name, value in combination.items() if value == "true"]
     if len(on) == 1:
         by_copier = alone(on[0])

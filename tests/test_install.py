@@ -134,7 +134,11 @@ def copy_of(rendered, tmp_path_factory: pytest.TempPathFactory):
 
 
 # The extras a capability's own tests need beyond the test extra (pyproject.toml).
-CAPABILITY_EXTRAS = {"serving": ["export"], "compression": ["compress"]}
+CAPABILITY_EXTRAS = {
+    "serving": ["export"],
+    "compression": ["compress"],
+    "mlflow": ["mlflow"],  # mlflow-skinny: its quick tests need the client, not the server
+}
 
 
 def capabilities_of(combo: str) -> list[str]:

@@ -103,6 +103,9 @@ def test_switches_add_and_remove_files(rendered, combo: str) -> None:
             answers["compression"],
         ),
         "notebooks/quickstart.ipynb": answers["notebook"],
+        **dict.fromkeys(
+            [f"src/{package}/tracking.py", "tests/test_tracking.py"], answers["mlflow"]
+        ),
     }
     present = {path: (project / path).is_file() for path in expected}
     assert present == expected

@@ -431,7 +431,7 @@ def test_a_capability_is_added_and_removed_on_an_edited_project(
 def test_every_capability_added_at_once_leaves_a_passing_suite(
     template_repo: Path, tmp_path: Path
 ) -> None:
-    """All four capabilities switched on in one update of an edited core project: the
+    """Every capability switched on in one update of an edited core project: the
     result is the fresh render's, plus the owner's edits (the fresh render's whole suite
     runs through its README, tests/test_readme.py), and the tests of the module the owner
     and every capability changed, train.py, pass on the merged file."""

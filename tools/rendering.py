@@ -22,10 +22,11 @@ TEMPLATE = Path(__file__).resolve().parent.parent
 
 # Answer combinations rendered by the tests and by the parametrized nox sessions.
 # Together they give every question's every choice at least once. The capabilities
-# (scale_out, serving, compression, notebook): none on the default answers (the core),
-# each without the others in one combination, all of them in "everything", whose README
+# (scale_out, serving, compression, notebook, mlflow): none on the default answers (the
+# core), each without the others in one combination (mlflow beside scale_out, which saves
+# CI a render and an install of its own), all of them in "everything", whose README
 # tests/test_readme.py runs as written (it holds every block any answers give).
-CAPABILITIES = ("scale_out", "serving", "compression", "notebook")
+CAPABILITIES = ("scale_out", "serving", "compression", "notebook", "mlflow")
 COMBOS: dict[str, dict[str, str]] = {
     "default": {},
     "everything": dict.fromkeys(CAPABILITIES, "true"),
@@ -41,6 +42,7 @@ COMBOS: dict[str, dict[str, str]] = {
         "layer_class": "GatedResidualProjectionWithLearnableTemperature",
         "torch_min": "2.6.0",
         "scale_out": "true",
+        "mlflow": "true",
     },
     "no-ci-proprietary": {
         "project_name": 'Acme "Vision" Lab',

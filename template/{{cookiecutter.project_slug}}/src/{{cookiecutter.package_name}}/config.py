@@ -132,6 +132,17 @@ class RunSection(Section):
         default=None, description="event files in tensorboard/ (default: if installed)"
     )
     profile: bool = Field(default=False, description="trace steps 2-4 into profile/")
+{% if cookiecutter.mlflow %}
+    mlflow_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking server, e.g. http://127.0.0.1:5000 (default: "
+        "$MLFLOW_TRACKING_URI; a --resume: the run's own, in mlflow.json; none: MLflow off)",
+    )
+    mlflow_experiment: str | None = Field(
+        default=None,
+        description="MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else {{ cookiecutter.project_slug }})",
+    )
+{% endif %}
 
 
 class TrainConfig(Section):

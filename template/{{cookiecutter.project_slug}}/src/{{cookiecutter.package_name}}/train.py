@@ -45,7 +45,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from . import checkpoint, distributed, optim, shards, throughput
+from . import checkpoint, distributed, optim, shards, throughput{% if cookiecutter.mlflow %}, tracking{% endif +%}
 from .checkpoint import CheckpointError
 from .config import ConfigError, TrainConfig, parse_args, to_toml
 from .data import DataError, Splits, load_data
@@ -359,6 +359,9 @@ class Run:
     best_val_loss: float = math.inf
     micro_batches: int = 0  # the position in the batch stream
     saved_step: int | None = None  # the step of CHECKPOINT_DIR/last.pt, if any
+{% if cookiecutter.mlflow %}
+    mlflow: tracking.Destination | None = None  # rank 0's MLflow server, checked; None: off
+{% endif %}
 
 
 def set_up(config: TrainConfig, schedule: Schedule, resume: bool, lock: checkpoint.RunLock) -> Run:
@@ -399,6 +402,15 @@ def set_up(config: TrainConfig, schedule: Schedule, resume: bool, lock: checkpoi
     )  # fmt: skip
     if start.resume_from is not None:
         restore(run, start.resume_from)
+{% if cookiecutter.mlflow %}
+    if world.is_main:  # MLflow: the server answers, the run to continue is there
+        run.mlflow = tracking.connect(
+            config.run.mlflow_uri,
+            config.run.mlflow_experiment,
+            directory,
+            resume=start.resume_from is not None,
+        )
+{% endif %}
     return run
 
 
@@ -568,6 +580,9 @@ class RunLog:
         self.metrics = directory / "metrics.jsonl"
         self.bar = bar
         self.writer: Any = None
+{% if cookiecutter.mlflow %}
+        self.tracker: tracking.Tracker | None = None  # MLflow, once the run is recorded
+{% endif %}
         if tensorboard is False:
             return
         try:
@@ -588,6 +603,10 @@ class RunLog:
     def write(self, record: dict[str, Any]) -> None:
         """Append ``record`` (with its ``step``) everywhere, and show it."""
         self._append(record)
+{% if cookiecutter.mlflow %}
+        if self.tracker is not None:
+            self.tracker.log(record)
+{% endif %}
         if self.writer is not None:
             for key, value in record.items():
                 if key != "step":
@@ -610,6 +629,10 @@ class RunLog:
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
+{% if cookiecutter.mlflow %}
+        if self.tracker is not None:
+            self.tracker.finish()
+{% endif %}
 
 
 def log(line: str) -> None:
@@ -678,6 +701,11 @@ class Monitor:
         if self.records is not None:
             record_run(self.run)
             self.records.event("resume" if self.run.step else "start", self.run.step)
+{% if cookiecutter.mlflow %}
+            if self.run.mlflow is not None:  # run.json is written: the MLflow run's parameters
+                directory, steps = self.run.config.run.checkpoint_dir, self.run.config.steps
+                self.records.tracker = tracking.Tracker.start(self.run.mlflow, directory, steps)
+{% endif %}
         if self.trace is not None:
             self.trace.start()
         return self
@@ -831,7 +859,18 @@ def main(argv: list[str] | None = None) -> None:
     except Interrupted as interrupted:
         sys.stderr.write(f"{interrupted}\n")  # one line, no traceback
         sys.exit(128 + interrupted.received)
+{% if cookiecutter.mlflow %}
+    except (
+        TrainingError,
+        CheckpointError,
+        ConfigError,
+        DataError,
+        DistributedError,
+        tracking.TrackingError,
+    ) as error:
+{% else %}
     except (TrainingError, CheckpointError, ConfigError, DataError, DistributedError) as error:
+{% endif %}
         sys.exit(f"error: {error}")  # bad input: one line, no traceback, exit status 1
     finally:
         distributed.destroy()
