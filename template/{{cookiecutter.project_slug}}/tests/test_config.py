@@ -137,7 +137,8 @@ def test_a_bad_learning_rate_flag_is_a_usage_error_naming_it(
     value: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     error = usage_error([f"--lr={value}"], capsys)  # "=": "-1e-3" is a value, not an option
-    assert error.startswith("python -m {{ cookiecutter.package_name }}.train: error: argument --lr: ")
+    prog = "python -m {{ cookiecutter.package_name }}.train"
+    assert error.startswith(f"{prog}: error: argument --lr: ")
     assert repr(value) in error
 
 

@@ -9,7 +9,12 @@ import pytest
 import torch
 
 from {{ cookiecutter.package_name }}.model import ModelConfig
-from {{ cookiecutter.package_name }}.throughput import Throughput, flops_per_sample, peak_flops, peak_memory_mib
+from {{ cookiecutter.package_name }}.throughput import (
+    Throughput,
+    flops_per_sample,
+    peak_flops,
+    peak_memory_mib,
+)
 
 
 def test_samples_per_second_count_every_process_and_micro_batch() -> None:
