@@ -137,7 +137,8 @@ def copy_of(rendered, tmp_path_factory: pytest.TempPathFactory):
 CAPABILITY_EXTRAS = {
     "serving": ["export"],
     "compression": ["compress"],
-    "mlflow": ["mlflow"],  # mlflow-skinny: its quick tests need the client, not the server
+    # mlflow-skinny: its quick tests need the client, not the server
+    "mlflow": ["mlflow"],
 }
 
 

@@ -57,7 +57,9 @@ def tests(session: nox.Session) -> None:
     """The whole suite on CPU, every extra installed; tests that need more (a GPU, a server)
     skip with a reason that names the session that runs them."""
     sync(session, "--extra", "dev")
-    session.run("pytest", *session.posargs)
+    # A worker per core, 8 at most (each imports torch; tests/conftest.py gives each one
+    # thread); `nox -s tests -- -n 0` runs in one process.
+    session.run("pytest", "-n", "auto", "--maxprocesses", "8", *session.posargs)
 
 
 @nox.session(python=PYTHON, default=False)
