@@ -46,6 +46,25 @@ def run(module: str, *args: str, timeout: float = 300) -> subprocess.CompletedPr
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
+def stop_while_training(
+    directory: Path, *args: str, signum: int = signal.SIGTERM
+) -> subprocess.CompletedProcess[str]:
+    """``train args --checkpoint-dir directory`` in a process of its own, sent ``signum``
+    once it trains (its metrics.jsonl exists), then run to its end."""
+    process = start("train", *args, "--checkpoint-dir", str(directory))
+    try:
+        deadline = time.monotonic() + 120
+        while not (directory / "metrics.jsonl").exists():
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "training did not start"
+            time.sleep(0.01)
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        process.kill()  # if it has not ended by then
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
 def save_checkpoint(path: Path, config: ModelConfig = LARGE, seed: int = 1) -> Path:
     """A training checkpoint of a seeded model of ``config``, as ``train`` writes it."""
     torch.manual_seed(seed)

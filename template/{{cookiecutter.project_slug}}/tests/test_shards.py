@@ -7,11 +7,6 @@ a test can tell which samples a stream gave, and in which order.
 from __future__ import annotations
 
 import io
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,19 +15,13 @@ import numpy as np
 import pytest
 import torch
 
-import {{ cookiecutter.package_name }}
 from {{ cookiecutter.package_name }} import shards, train
 from {{ cookiecutter.package_name }}.data import DataError
 from {{ cookiecutter.package_name }}.shards import ShardStream
 
+import cli_process
+
 FAST = ["--device", "cpu", "--log-every", "5", "--eval-every", "10", "--no-tensorboard"]
-MODULE = "{{ cookiecutter.package_name }}.train"
-SOURCE = Path({{ cookiecutter.package_name }}.__file__).resolve().parent.parent
-ENV = {
-    **os.environ,
-    "PYTHONPATH": os.pathsep.join(filter(None, [str(SOURCE), os.environ.get("PYTHONPATH")])),
-    "OMP_NUM_THREADS": "1",
-}
 
 
 def write_shards(
@@ -257,26 +246,9 @@ def test_sigterm_mid_epoch_with_workers_resumes_to_the_weights_of_an_uninterrupt
         "1000",
     ]
     interrupted, straight = tmp_path / "interrupted", tmp_path / "straight"
-    command = [sys.executable, "-m", MODULE, "--steps", "100000", *flags]
-    with subprocess.Popen(
-        [*command, "--checkpoint-dir", str(interrupted)],
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as process:
-        try:
-            deadline = time.monotonic() + 120
-            while not (interrupted / "metrics.jsonl").exists():  # it trains
-                assert process.poll() is None, process.communicate()
-                assert time.monotonic() < deadline, "training did not start"
-                time.sleep(0.01)
-            process.send_signal(signal.SIGTERM)
-            out, err = process.communicate(timeout=60)
-        finally:
-            process.kill()
-    assert process.returncode == 0, err
-    assert "SIGTERM: saved" in out
+    result = cli_process.stop_while_training(interrupted, "--steps", "100000", *flags)
+    assert result.returncode == 0, result.stderr
+    assert "SIGTERM: saved" in result.stdout
     stopped = torch.load(interrupted / "last.pt", weights_only=True)
     workers = stopped["data"]["loader"]["rank-0"]["_snapshot"]["_worker_snapshots"].values()
     positions = [worker["dataset_state"] for worker in workers]

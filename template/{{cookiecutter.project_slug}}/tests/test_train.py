@@ -29,6 +29,8 @@ from {{ cookiecutter.package_name }} import config, train
 from {{ cookiecutter.package_name }}.model import Model
 from {{ cookiecutter.package_name }}.throughput import peak_flops
 
+import cli_process
+
 # Batches of 256 make 16 steps an epoch (4096 samples): 20 steps cross an epoch boundary.
 # TensorBoard has tests of its own (test_tensorboard.py); elsewhere it is off.
 FAST = ["--device", "cpu", "--batch-size", "256", "--log-every", "5", "--eval-every", "10"]
@@ -275,24 +277,12 @@ def test_bad_input_exits_1_without_traceback(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_sigterm_finishes_the_step_saves_and_exits_cleanly(tmp_path: Path) -> None:
-    command = [sys.executable, "-m", MODULE, "--steps", "1000000", "--log-every", "1"]
-    command += ["--device", "cpu", "--checkpoint-dir", str(tmp_path)]
-    with subprocess.Popen(
-        command, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    ) as process:
-        try:
-            deadline = time.monotonic() + 120
-            while not (tmp_path / "metrics.jsonl").exists():  # it trains
-                assert process.poll() is None, process.communicate()
-                assert time.monotonic() < deadline, "training did not start"
-                time.sleep(0.05)
-            process.send_signal(signal.SIGTERM)
-            out, err = process.communicate(timeout=30)
-        finally:
-            process.kill()
-    assert process.returncode == 0, err
-    assert "SIGTERM: saved" in out
-    assert "Traceback" not in err
+    result = cli_process.stop_while_training(
+        tmp_path, "--steps", "1000000", "--log-every", "1", "--device", "cpu"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "SIGTERM: saved" in result.stdout
+    assert "Traceback" not in result.stderr
     state = saved(tmp_path)
     assert 0 < state["step"] < 1000000
     assert state["step"] >= records(tmp_path)[-1]["step"]
