@@ -296,11 +296,15 @@ def _read(path: Path) -> dict[str, Tensor]:
     except ImportError:
         raise DataError(f"--data {path}: reading .npz needs numpy (pip install numpy)") from None
     except (*UNREADABLE, pickle.UnpicklingError) as error:
-        # Empty (EOFError), truncated (BadZipFile, EOFError, RuntimeError), or not one.
-        first_line = (str(error).strip().splitlines() or [""])[0].split(". ")[0]
-        why = "it is empty" if path.stat().st_size == 0 else type(error).__name__
-        why += f": {first_line}" if first_line and path.stat().st_size else ""
         raise DataError(
-            f"{path} is not a readable data file ({why}): write it again (numpy.savez, or "
-            "torch.save of a dict of tensors; see data.py)"
+            f"{path} is not a readable data file ({unreadable(path, error)}): write it again "
+            "(numpy.savez, or torch.save of a dict of tensors; see data.py)"
         ) from None
+
+
+def unreadable(path: Path, error: BaseException) -> str:
+    """Why numpy or torch could not read ``path``, in a clause: empty (EOFError), truncated
+    (BadZipFile, EOFError, RuntimeError), or not such a file at all."""
+    first_line = (str(error).strip().splitlines() or [""])[0].split(". ")[0]
+    why = "it is empty" if path.stat().st_size == 0 else type(error).__name__
+    return why + (f": {first_line}" if first_line and path.stat().st_size else "")

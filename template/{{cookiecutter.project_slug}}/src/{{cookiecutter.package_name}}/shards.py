@@ -63,7 +63,15 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .data import KEYS, UNREADABLE, DataError, _check_labels, _finite_inputs, _num_classes
+from .data import (
+    KEYS,
+    UNREADABLE,
+    DataError,
+    _check_labels,
+    _finite_inputs,
+    _num_classes,
+    unreadable,
+)
 
 __all__ = [
     "PATTERNS",
@@ -205,12 +213,9 @@ def _readable(path: Path) -> Iterator[None]:
     except ShardError:
         raise
     except (*UNREADABLE, pickle.UnpicklingError) as error:
-        first_line = (str(error).strip().splitlines() or [""])[0].split(". ")[0]
-        why = "it is empty" if path.stat().st_size == 0 else type(error).__name__
-        why += f": {first_line}" if first_line and path.stat().st_size else ""
         raise ShardError(
-            f"{path} is not a readable shard ({why}): write it again (numpy.savez, or "
-            "torch.save of a dict of tensors; see shards.py)"
+            f"{path} is not a readable shard ({unreadable(path, error)}): write it again "
+            "(numpy.savez, or torch.save of a dict of tensors; see shards.py)"
         ) from None
 
 
